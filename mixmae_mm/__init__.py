@@ -1,0 +1,8 @@
+"""mixmae_mm: MixMAE for the OpenMMLab stack.
+
+Importing the package registers every module into mmpretrain's registries.
+"""
+from . import models  # noqa: F401
+from .version import __version__
+
+__all__ = ['__version__']

@@ -1,0 +1,3 @@
+from .mixmae_swin import MixMAESwin
+
+__all__ = ['MixMAESwin']

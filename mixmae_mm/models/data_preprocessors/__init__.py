@@ -1,0 +1,3 @@
+from .mixmae_data_preprocessor import MixMAEDataPreprocessor
+
+__all__ = ['MixMAEDataPreprocessor']

@@ -1,0 +1,87 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Normalise a batch, draw the mix mask, mix the images."""
+from typing import Optional, Sequence, Union
+
+import torch
+from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
+from mmpretrain.registry import MODELS
+
+from ..layers.mixing import check_divisible, mix_images, sample_mix_mask
+
+
+@MODELS.register_module()
+class MixMAEDataPreprocessor(SelfSupDataPreprocessor):
+    """Data preprocessor of MixMAE; the one owner of the mix mask.
+
+    It normalises as :class:`SelfSupDataPreprocessor`, draws a random mask
+    on the stride-32 grid (see :mod:`mixmae_mm.models.layers.mixing` for the
+    convention) with the global torch RNG, pairs sample i with sample B-1-i
+    and mixes the images on 32 x 32 pixel blocks. Mixing pixels before the
+    4 x 4 patch embedding equals the official token mixing after it, because
+    every patch lies inside one block.
+
+    With an odd batch the middle sample is its own partner (as the official
+    ``x.flip(0)``): it is reconstructed from itself. A batch of one cannot
+    be mixed and raises an error.
+
+    Args:
+        mean (Sequence[float], optional): Per-channel mean.
+        std (Sequence[float], optional): Per-channel std.
+        to_rgb (bool): Convert BGR to RGB. Defaults to False.
+        mask_ratio (float): Share of 32-px blocks taken from the partner.
+            Defaults to 0.5.
+        range_mask_ratio (float): The ratio is drawn per batch from
+            ``[mask_ratio, mask_ratio + range_mask_ratio)``. Defaults to 0.
+        per_pair_mask (bool): One mask per pair instead of one mask shared
+            by the batch (the official choice). Defaults to False.
+        mix_stride (int): Block side in pixels. Defaults to 32.
+        **kwargs: Other arguments of :class:`SelfSupDataPreprocessor`.
+
+    Returns of ``forward``: ``dict(inputs=[imgs, mixed, mix_mask],
+    data_samples=...)`` with ``imgs`` and ``mixed`` of shape (B, 3, H, W)
+    and ``mix_mask`` bool (1 or B, H/32, W/32).
+    """
+
+    def __init__(self,
+                 mean: Optional[Sequence[Union[float, int]]] = None,
+                 std: Optional[Sequence[Union[float, int]]] = None,
+                 to_rgb: bool = False,
+                 mask_ratio: float = 0.5,
+                 range_mask_ratio: float = 0.,
+                 per_pair_mask: bool = False,
+                 mix_stride: int = 32,
+                 **kwargs) -> None:
+        super().__init__(mean=mean, std=std, to_rgb=to_rgb, **kwargs)
+        if not 0. < mask_ratio < 1. or range_mask_ratio < 0. or \
+                mask_ratio + range_mask_ratio >= 1.:
+            raise ValueError(
+                f'mask_ratio must lie in (0, 1) and mask_ratio + '
+                f'range_mask_ratio below 1, got mask_ratio={mask_ratio}, '
+                f'range_mask_ratio={range_mask_ratio}')
+        self.mask_ratio = mask_ratio
+        self.range_mask_ratio = range_mask_ratio
+        self.per_pair_mask = per_pair_mask
+        self.mix_stride = mix_stride
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = super().forward(data, training)
+        imgs = data['inputs']
+        if not isinstance(imgs, torch.Tensor):
+            raise TypeError('MixMAEDataPreprocessor expects one view per '
+                            f'sample (a tensor batch), got {type(imgs)}')
+        b, _, h, w = imgs.shape
+        if b < 2:
+            raise ValueError(
+                'MixMAE mixes sample i with sample B-1-i and needs a batch '
+                f'of at least 2 images per device, got {b}')
+        check_divisible((h, w), self.mix_stride, 'Pretraining images')
+        ratio = self.mask_ratio
+        if self.range_mask_ratio > 0:
+            ratio += self.range_mask_ratio * torch.rand(()).item()
+        mix_mask = sample_mix_mask(
+            b, (h // self.mix_stride, w // self.mix_stride),
+            ratio,
+            per_pair=self.per_pair_mask,
+            device=imgs.device)  # (M, h, w)
+        data['inputs'] = [imgs, mix_images(imgs, mix_mask), mix_mask]
+        return data

@@ -1,0 +1,3 @@
+from .mixmae_head import MixMAEPretrainHead
+
+__all__ = ['MixMAEPretrainHead']

@@ -1,0 +1,64 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""MixMAE reconstruction target and loss."""
+from typing import Optional
+
+from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
+from torch import Tensor
+
+from ..layers.mixing import unmix
+from ..layers.patch_ops import patchify
+
+
+@MODELS.register_module()
+class MixMAEPretrainHead(BaseModule):
+    """Un-mix the two decoder branches and regress normalised pixels.
+
+    Target: the normalised input image cut into ``patch_size`` patches,
+    each normalised by its own mean and variance (``norm_pix``, variance
+    + 1e-6) as the official ``--norm_pix_loss``. Loss: MSE averaged over all
+    tokens and values (every position is predicted exactly once).
+
+    Args:
+        patch_size (int): Target patch side (the encoder stride).
+            Defaults to 32.
+        norm_pix (bool): Per-patch normalised target. Defaults to True.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 patch_size: int = 32,
+                 norm_pix: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.patch_size = patch_size
+        self.norm_pix = norm_pix
+
+    def construct_target(self, imgs: Tensor) -> Tensor:
+        """Images (B, 3, H, W) -> targets (B, L, P*P*3)."""
+        target = patchify(imgs, self.patch_size)
+        if self.norm_pix:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)  # unbiased, as official
+            target = (target - mean) / (var + 1.e-6)**.5
+        return target
+
+    def predict(self, pred: Tensor, mix_mask: Tensor) -> Tensor:
+        """Un-mix decoder output (2B, L, D) into one prediction per image
+        (B, L, D)."""
+        x1, x2 = pred.chunk(2)
+        return unmix(x1, x2, mix_mask)
+
+    def loss(self, pred: Tensor, imgs: Tensor, mix_mask: Tensor) -> Tensor:
+        """
+        Args:
+            pred (Tensor): Decoder output (2B, L, P*P*3).
+            imgs (Tensor): The normalised, unmixed images (B, 3, H, W).
+            mix_mask (Tensor): Bool (M, h, w).
+
+        Returns:
+            Tensor: Scalar MSE.
+        """
+        rec = self.predict(pred, mix_mask).float()  # (B, L, P*P*3)
+        target = self.construct_target(imgs.float())
+        return ((rec - target)**2).mean()

@@ -1,0 +1,155 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Mixing two images on the stride-32 grid, and the attention groups it
+induces.
+
+Mask convention (used by every producer and consumer in this package):
+``mix_mask`` is a bool tensor of shape (M, h, w) on the stride-32 grid
+(``h = H // 32``, ``w = W // 32`` for an H x W image), with M = 1 (one mask
+shared by the batch, as the official code) or M = B (one mask per sample;
+samples i and B-1-i always share theirs). True (1) means the token is taken
+from the partner image ``x.flip(0)``; False (0) means it is the sample's own.
+Sample i is paired with sample B-1-i.
+"""
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from .window_ops import pad_to_multiple, window_partition
+
+#: Group id given to padding tokens: real tokens never attend to them.
+PAD_GROUP = 2
+
+
+def sample_mix_mask(batch_size: int,
+                    grid: Tuple[int, int],
+                    mask_ratio: float,
+                    per_pair: bool = False,
+                    generator: torch.Generator = None,
+                    device=None) -> Tensor:
+    """Draw random mix masks as the official ``random_masking`` does.
+
+    Each mask sets exactly ``int(h * w * mask_ratio)`` cells to True, chosen
+    uniformly (argsort of uniform noise).
+
+    Args:
+        batch_size (int): B, used for per-pair masks.
+        grid (tuple[int, int]): ``(h, w)``, the stride-32 grid.
+        mask_ratio (float): Share of cells taken from the partner, in (0, 1).
+        per_pair (bool): One mask per pair (i, B-1-i) instead of one for
+            the whole batch. Defaults to False.
+        generator (torch.Generator, optional): RNG for the noise.
+        device (torch.device, optional): Where to build the mask.
+
+    Returns:
+        Tensor: Bool mask of shape (1, h, w), or (B, h, w) if ``per_pair``.
+    """
+    if not 0. < mask_ratio < 1.:
+        raise ValueError(f'mask_ratio must lie in (0, 1), got {mask_ratio}')
+    h, w = grid
+    num_cells = h * w
+    num_partner = int(num_cells * mask_ratio)
+    num_masks = (batch_size + 1) // 2 if per_pair else 1
+    noise = torch.rand(
+        num_masks, num_cells, generator=generator, device=device)
+    ids = noise.argsort(dim=1)[:, :num_partner]  # (M, L * ratio)
+    mask = torch.zeros(num_masks, num_cells, dtype=torch.bool, device=device)
+    mask.scatter_(1, ids, True)
+    mask = mask.view(num_masks, h, w)
+    if per_pair:
+        # sample i and its partner B-1-i use the same mask
+        idx = torch.arange(batch_size, device=device)
+        mask = mask[torch.minimum(idx, batch_size - 1 - idx)]  # (B, h, w)
+    return mask
+
+
+def upsample_mask(mix_mask: Tensor, scale: int) -> Tensor:
+    """Nearest-upsample a (M, h, w) mask by an integer factor.
+
+    Returns:
+        Tensor: Shape (M, h*scale, w*scale), same dtype.
+    """
+    if scale == 1:
+        return mix_mask
+    return mix_mask.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+
+
+def mix_images(x: Tensor, mix_mask: Tensor) -> Tensor:
+    """Mix each image with its partner ``x.flip(0)`` on mask-grid blocks.
+
+    Args:
+        x (Tensor): Images, shape (B, C, H, W); H and W multiples of the
+            mask grid (``H // h`` is the block size, 32 for MixMAE).
+        mix_mask (Tensor): Bool mask (M, h, w), see the module docstring.
+
+    Returns:
+        Tensor: Mixed images, shape (B, C, H, W).
+    """
+    scale = x.shape[-1] // mix_mask.shape[-1]
+    m = upsample_mask(mix_mask, scale)[:, None]  # (M, 1, H, W)
+    return torch.where(m, x.flip(0), x)
+
+
+def mix_tokens(x: Tensor, mix_mask: Tensor) -> Tensor:
+    """Token-level mixing as in the official code, on a (B, H, W, C) map
+    whose grid is an integer multiple of the mask grid.
+
+    Returns:
+        Tensor: Shape (B, H, W, C).
+    """
+    scale = x.shape[1] // mix_mask.shape[1]
+    m = upsample_mask(mix_mask, scale)[..., None]  # (M, H, W, 1)
+    return torch.where(m, x.flip(0), x)
+
+
+def unmix(x1: Tensor, x2: Tensor, mix_mask: Tensor) -> Tensor:
+    """Reassemble each image's prediction from the two decoder branches.
+
+    Branch 1 kept own tokens and predicts the positions taken by the partner
+    (mask True); branch 2 kept the partner tokens, so its flip predicts the
+    sample's own positions (mask False). Every position is taken once.
+
+    Args:
+        x1 (Tensor): Branch-1 predictions, shape (B, L, D).
+        x2 (Tensor): Branch-2 predictions, shape (B, L, D).
+        mix_mask (Tensor): Bool mask (M, h, w) with h*w == L.
+
+    Returns:
+        Tensor: Shape (B, L, D), the prediction of every image.
+    """
+    m = mix_mask.flatten(1)[..., None]  # (M, L, 1)
+    return torch.where(m, x1, x2.flip(0))
+
+
+def window_attn_mask(groups: Tensor, window: Tuple[int, int]) -> Tensor:
+    """Which tokens of a window may attend to which.
+
+    Args:
+        groups (Tensor): Integer group map (M, H, W); tokens attend only
+            within their group. Padding to window multiples gets
+            ``PAD_GROUP``.
+        window (tuple[int, int]): ``(Wh, Ww)``.
+
+    Returns:
+        Tensor: Bool (M, nW, N, N), True = may attend. The diagonal is
+        always True, so no softmax row is ever fully masked.
+    """
+    groups = pad_to_multiple(groups[..., None].long() - PAD_GROUP,
+                             window) + PAD_GROUP  # (M, Hp, Wp, 1)
+    groups = window_partition(groups, window)[..., 0]  # (M, nW, N)
+    return groups[..., :, None] == groups[..., None, :]  # (M, nW, N, N)
+
+
+def check_divisible(size: Tuple[int, int], stride: int, what: str) -> None:
+    """Raise a clear error unless both sides of ``size`` divide by stride."""
+    if size[0] % stride or size[1] % stride:
+        raise ValueError(
+            f'{what} must have height and width divisible by {stride} '
+            f'(the mixing grid), got {tuple(size)}; resize or crop the '
+            f'images to a multiple of {stride}, e.g. 224 or 192')
+
+
+__all__ = [
+    'PAD_GROUP', 'sample_mix_mask', 'upsample_mask', 'mix_images',
+    'mix_tokens', 'unmix', 'window_attn_mask', 'check_divisible'
+]

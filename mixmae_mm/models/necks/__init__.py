@@ -1,0 +1,3 @@
+from .mixmae_decoder import MixMAEPretrainDecoder
+
+__all__ = ['MixMAEPretrainDecoder']

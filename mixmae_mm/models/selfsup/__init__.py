@@ -1,0 +1,3 @@
+from .mixmae import MixMAE
+
+__all__ = ['MixMAE']

@@ -1,0 +1,103 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""MixMAE: wiring of preprocessor output, encoder, decoder and head."""
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+
+@MODELS.register_module()
+class MixMAE(BaseSelfSupervisor):
+    """MixMAE: Mixed and Masked Autoencoder.
+
+    Implementation of `MixMAE <https://arxiv.org/abs/2205.13137>`_. Two
+    images share one random mask on the stride-32 grid; the encoder sees the
+    mixed image with masked self-attention, the decoder rebuilds both.
+
+    Args:
+        backbone (dict): :class:`MixMAESwin` config, ``out_indices`` the last
+            stage.
+        neck (dict): :class:`MixMAEPretrainDecoder` config.
+        head (dict): :class:`MixMAEPretrainHead` config.
+        pretrained (str, optional): Deprecated checkpoint path.
+        data_preprocessor (dict, optional): Defaults to
+            ``dict(type='MixMAEDataPreprocessor')``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 head: dict,
+                 pretrained: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='MixMAEDataPreprocessor')
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            pretrained=pretrained,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        last = len(self.backbone.num_features) - 1
+        if tuple(self.backbone.out_indices) != (last, ):
+            raise ValueError(f'MixMAE pretraining needs backbone out_indices '
+                             f'=({last},), got {self.backbone.out_indices}')
+        stride = self.backbone.out_strides[last]
+        channels = self.backbone.num_features[last]
+        if self.neck.patch_size != stride or self.head.patch_size != stride:
+            raise ValueError(
+                f'neck.patch_size ({self.neck.patch_size}) and '
+                f'head.patch_size ({self.head.patch_size}) must equal the '
+                f'encoder stride {stride}')
+        if self.neck.in_channels != channels:
+            raise ValueError(f'neck.in_channels ({self.neck.in_channels}) '
+                             f'must equal the encoder width {channels}')
+        if getattr(self.data_preprocessor, 'mix_stride', stride) != stride:
+            raise ValueError(
+                f'data_preprocessor.mix_stride '
+                f'({self.data_preprocessor.mix_stride}) must equal the '
+                f'encoder stride {stride}')
+
+    def extract_feat(self, inputs: Union[torch.Tensor, List]) -> tuple:
+        """Unmasked encoder features of the clean images.
+
+        Args:
+            inputs (Tensor | list): Images (B, 3, H, W), or the
+                preprocessor's ``[imgs, mixed, mix_mask]``.
+
+        Returns:
+            tuple[Tensor]: Backbone outputs, (B, C, H/32, W/32) each.
+        """
+        imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        return self.backbone(imgs)
+
+    def reconstruct(self, inputs: List) -> torch.Tensor:
+        """Un-mixed predictions (B, L, 32*32*3) of both images, for
+        visualisation."""
+        _, mixed, mix_mask = inputs
+        latent = self.backbone(mixed, mix_mask)[-1]  # (B, C, h, w)
+        return self.head.predict(self.neck(latent, mix_mask), mix_mask)
+
+    def loss(self, inputs: List, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            inputs (list): ``[imgs, mixed, mix_mask]`` from
+                :class:`MixMAEDataPreprocessor`.
+            data_samples (list[DataSample]): Unused.
+
+        Returns:
+            dict[str, Tensor]: ``loss``.
+        """
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
+            raise TypeError('MixMAE.loss expects [imgs, mixed, mix_mask] '
+                            'from MixMAEDataPreprocessor')
+        imgs, mixed, mix_mask = inputs
+        latent = self.backbone(mixed, mix_mask)[-1]  # (B, C, h, w)
+        pred = self.neck(latent, mix_mask)  # (2B, L, P*P*3)
+        return dict(loss=self.head.loss(pred, imgs, mix_mask))

@@ -1,0 +1,1 @@
+"""Utilities (demo data, checkpoint helpers)."""

@@ -1,0 +1,41 @@
+"""Shared tiny settings: CPU-fast archs and inputs."""
+import pytest
+import torch
+
+#: A tiny encoder: stage grids 16/8/4/2 on 64 x 64 inputs, windows 4/4/4/2,
+#: so stages 1-2 have several windows and stages 3-4 are global.
+TINY_ARCH = dict(embed_dims=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
+TINY_WINDOWS = (4, 4, 4, 2)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def tiny_backbone_cfg():
+    return dict(
+        type='MixMAESwin', arch=dict(TINY_ARCH), window_size=TINY_WINDOWS)
+
+
+@pytest.fixture
+def tiny_mixmae_cfg():
+    return dict(
+        type='MixMAE',
+        backbone=dict(
+            type='MixMAESwin', arch=dict(TINY_ARCH),
+            window_size=TINY_WINDOWS),
+        neck=dict(
+            type='MixMAEPretrainDecoder',
+            in_channels=256,
+            embed_dims=64,
+            depth=2,
+            num_heads=4),
+        head=dict(type='MixMAEPretrainHead', norm_pix=True),
+        data_preprocessor=dict(
+            type='MixMAEDataPreprocessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            to_rgb=True))
