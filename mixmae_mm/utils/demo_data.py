@@ -5,10 +5,24 @@
 (``{train,val}/<class>/<name>.JPEG``) that mmpretrain's ``CustomDataset``
 and ``ImageNet`` (folder mode) read. Images have structure (a textured or
 graded background and several shapes whose kind gives the class), not noise.
+
+``make_coco_instances`` writes a COCO-style instance set
+(``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/*.jpg``)
+that mmdet's ``CocoDataset`` (with ``metainfo=dict(classes=COCO_CLASSES)``)
+and ``CocoMetric`` read. Every object is painted with exactly the mask that
+pycocotools rasterises from its annotated polygon, and objects never touch,
+so ``segmentation``, ``area`` and ``bbox`` describe the visible pixels.
+
+``make_ade20k`` writes mmseg's ADE20K layout
+(``images/{training,validation}/*.jpg`` and
+``annotations/{training,validation}/*.png``): label maps use ADE20K's
+0..150 values (0 = other, ignored with ``reduce_zero_label=True``) and the
+image colour and texture of a pixel follow its class.
 """
+import json
 import os.path as osp
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -17,9 +31,19 @@ from PIL import Image, ImageDraw
 IMAGENET_CLASSES = ('circles', 'squares', 'triangles', 'stripes')
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A random linear gradient plus a sinusoidal texture, uint8 (S, S, 3)."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
+def _hw(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    """``size`` as ``(H, W)``; an int means a square."""
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    h, w = size
+    return int(h), int(w)
+
+
+def _background(rng: np.random.Generator,
+                size: Union[int, Sequence[int]]) -> np.ndarray:
+    """A random linear gradient plus a sinusoidal texture, uint8 (H, W, 3)."""
+    h, w = _hw(size)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = np.cos(angle) * xx + np.sin(angle) * yy  # (S, S)
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
@@ -88,9 +112,375 @@ def make_imagenet_folder(out_dir: str,
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(per_class):
                 name = f'{kind}_{split}_{i:04d}.JPEG'
-                render_image(rng, kind, size).save(
-                    folder / name, quality=90)
+                render_image(rng, kind, size).save(folder / name, quality=90)
                 lines.append(f'{osp.join(kind, name)} {label}')
         Path(meta, f'{split}.txt').write_text('\n'.join(lines) + '\n')
         counts[split] = len(lines)
+    return counts
+
+
+# --------------------------------------------------------------------------
+# COCO-style instances
+# --------------------------------------------------------------------------
+
+#: Categories of the demo COCO-style set, ids 1, 2, 3 in this order.
+COCO_CLASSES = ('circle', 'square', 'triangle')
+
+
+def _coco_polygon(rng: np.random.Generator, kind: str, cx: int, cy: int,
+                  r: int) -> List[int]:
+    """Integer polygon ``[x0, y0, x1, y1, ...]`` of a shape of kind ``kind``
+    centred at ``(cx, cy)`` inside the circle of radius ``r``."""
+    if kind == 'circle':
+        angles = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    elif kind == 'square':
+        angles = rng.uniform(0, np.pi / 2) + np.arange(4) * np.pi / 2
+    elif kind == 'triangle':
+        angles = (
+            rng.uniform(0, 2 * np.pi) + np.arange(3) * 2 * np.pi / 3 +
+            rng.uniform(-0.3, 0.3, 3))
+    else:
+        raise ValueError(f'unknown shape kind {kind!r}')
+    xs = np.rint(cx + r * np.cos(angles)).astype(int)
+    ys = np.rint(cy + r * np.sin(angles)).astype(int)
+    return [int(v) for xy in zip(xs, ys) for v in xy]
+
+
+def _poly_rle(polys: List[List[int]], h: int, w: int) -> dict:
+    """The RLE pycocotools rasterises from polygon list ``polys``."""
+    from pycocotools import mask as mask_util
+    return mask_util.merge(mask_util.frPyObjects(polys, h, w))
+
+
+def _contrasting_color(rng: np.random.Generator,
+                       pixels: np.ndarray) -> Tuple[int, int, int]:
+    """Of a few random colours, the one farthest (minimum RGB distance) from
+    every pixel in ``pixels`` (N, 3)."""
+    cands = rng.integers(0, 256, (16, 3))
+    dist = np.linalg.norm(
+        pixels[None].astype(float) - cands[:, None].astype(float), axis=-1)
+    best = cands[int(dist.min(axis=1).argmax())]
+    return tuple(int(c) for c in best)
+
+
+def render_coco_image(rng: np.random.Generator,
+                      size: Union[int, Sequence[int]] = (128, 160),
+                      max_objects: int = 4,
+                      gap: int = 3) -> Tuple[np.ndarray, List[dict]]:
+    """One demo detection image and its objects.
+
+    Shapes of random kind, size and place are laid out so that their boxes
+    stay ``gap`` pixels apart; each is painted in one flat colour chosen to
+    contrast with the background around it, over exactly the pixels that
+    pycocotools decodes from its polygon.
+
+    Args:
+        rng (np.random.Generator): Source of randomness.
+        size (int | tuple[int, int]): ``(H, W)``, or a square side.
+        max_objects (int): At most this many objects (at least one).
+        gap (int): Minimum distance in pixels between object boxes.
+
+    Returns:
+        tuple[np.ndarray, list[dict]]: The uint8 (H, W, 3) RGB image and one
+        dict per object with ``category_id``, ``polygon`` (flat integer
+        list) and ``mask`` (uint8 (H, W)).
+    """
+    from pycocotools import mask as mask_util
+    h, w = _hw(size)
+    img = _background(rng, (h, w))
+    objects, boxes = [], []
+    target = int(rng.integers(1, max_objects + 1))
+    for _ in range(50 * target):
+        if len(objects) == target:
+            break
+        r = int(rng.integers(max(4, min(h, w) // 10), min(h, w) // 4 + 1))
+        cx = int(rng.integers(r + 1, w - r))
+        cy = int(rng.integers(r + 1, h - r))
+        box = (cx - r - gap, cy - r - gap, cx + r + gap, cy + r + gap)
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3]
+               and b[1] < box[3] for b in boxes):
+            continue
+        cat = int(rng.integers(len(COCO_CLASSES)))
+        poly = _coco_polygon(rng, COCO_CLASSES[cat], cx, cy, r)
+        mask = mask_util.decode(_poly_rle([poly], h, w))
+        if mask.sum() == 0:
+            continue
+        y0, x0 = max(0, box[1]), max(0, box[0])
+        around = img[y0:box[3] + 1, x0:box[2] + 1].reshape(-1, 3)
+        img[mask.astype(bool)] = _contrasting_color(rng, around)
+        boxes.append(box)
+        objects.append(dict(category_id=cat + 1, polygon=poly, mask=mask))
+    return img, objects
+
+
+def make_coco_instances(out_dir: str,
+                        num_train: int = 16,
+                        num_val: int = 8,
+                        size: Union[int, Sequence[int]] = (128, 160),
+                        seed: int = 0) -> Dict[str, Dict[str, int]]:
+    """Write a COCO-style instance set: ``out_dir/{train,val}2017/*.jpg`` and
+    ``out_dir/annotations/instances_{train,val}2017.json``.
+
+    The JSON files follow the COCO instance format (``info``, ``licenses``,
+    ``images``, ``annotations``, ``categories``); ``segmentation`` is a list
+    with one integer polygon, ``area`` and ``bbox`` are those of the mask
+    pycocotools rasterises from it (``mask.area`` and ``mask.toBbox``), which
+    is also exactly the set of pixels painted with the object's colour.
+    Categories are :data:`COCO_CLASSES` with ids 1, 2, 3; mmdet reads them
+    with ``metainfo=dict(classes=COCO_CLASSES)``.
+
+    Args:
+        out_dir (str): Root of the set.
+        num_train (int): Training images. Defaults to 16.
+        num_val (int): Validation images. Defaults to 8.
+        size (int | tuple[int, int]): Image ``(H, W)``, or a square side.
+            Defaults to ``(128, 160)``.
+        seed (int): Seed; the same seed writes the same files.
+
+    Returns:
+        dict[str, dict[str, int]]: Per split (``'train'``, ``'val'``), the
+        number of ``images`` and ``instances`` written.
+    """
+    from pycocotools import mask as mask_util
+    rng = np.random.default_rng(seed)
+    h, w = _hw(size)
+    categories = [
+        dict(id=i + 1, name=name, supercategory='shape')
+        for i, name in enumerate(COCO_CLASSES)
+    ]
+    Path(out_dir, 'annotations').mkdir(parents=True, exist_ok=True)
+    counts = {}
+    img_id = ann_id = 0
+    for split, num in (('train', num_train), ('val', num_val)):
+        folder = Path(out_dir, f'{split}2017')
+        folder.mkdir(parents=True, exist_ok=True)
+        images, annotations = [], []
+        for _ in range(num):
+            img_id += 1
+            name = f'{img_id:012d}.jpg'
+            img, objects = render_coco_image(rng, (h, w))
+            Image.fromarray(img).save(folder / name, quality=95, subsampling=0)
+            images.append(
+                dict(
+                    id=img_id,
+                    file_name=name,
+                    height=h,
+                    width=w,
+                    license=1,
+                    date_captured=''))
+            for obj in objects:
+                ann_id += 1
+                rle = _poly_rle([obj['polygon']], h, w)
+                annotations.append(
+                    dict(
+                        id=ann_id,
+                        image_id=img_id,
+                        category_id=obj['category_id'],
+                        segmentation=[obj['polygon']],
+                        area=float(mask_util.area(rle)),
+                        bbox=[float(v) for v in mask_util.toBbox(rle)],
+                        iscrowd=0))
+        coco = dict(
+            info=dict(
+                description='mixmae_mm demo COCO-style instances',
+                version='1.0',
+                year=2017,
+                contributor='mixmae_mm',
+                date_created='2017/01/01',
+                url=''),
+            licenses=[dict(id=1, name='CC0 1.0', url='')],
+            images=images,
+            annotations=annotations,
+            categories=categories)
+        # written last: its presence means the split is complete
+        Path(out_dir, 'annotations',
+             f'instances_{split}2017.json').write_text(json.dumps(coco))
+        counts[split] = dict(images=len(images), instances=len(annotations))
+    return counts
+
+
+# --------------------------------------------------------------------------
+# ADE20K-style semantic segmentation
+# --------------------------------------------------------------------------
+
+#: Classes drawn in the demo ADE20K-style set: name -> (label value in the
+#: PNG maps, i.e. 1 + index in mmseg's ``ADE20KDataset.METAINFO['classes']``,
+#: base RGB colour). Label 0 ("other") is never a class.
+ADE_CLASSES = {
+    'wall': (1, (200, 190, 165)),
+    'building': (2, (150, 75, 55)),
+    'sky': (3, (105, 165, 235)),
+    'floor': (4, (125, 85, 40)),
+    'tree': (5, (30, 110, 35)),
+    'ceiling': (6, (240, 240, 225)),
+    'road': (7, (70, 70, 80)),
+    'grass': (10, (110, 190, 60)),
+    'person': (13, (225, 155, 125)),
+    'car': (21, (35, 60, 185)),
+    'painting': (23, (235, 200, 40)),
+}
+
+
+def _ade_label_map(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A random indoor or outdoor scene as a uint8 (H, W) label map."""
+    L = {k: v[0] for k, v in ADE_CLASSES.items()}
+    seg = Image.new('L', (w, h), 0)
+    draw = ImageDraw.Draw(seg)
+    horizon = int(h * rng.uniform(0.35, 0.6))
+    wave = rng.uniform(
+        0, h / 20) * np.sin(2 * np.pi * rng.uniform(0.5, 2) *
+                            np.arange(w + 1) / w + rng.uniform(0, 2 * np.pi))
+    ground = [(x, int(horizon + wave[x])) for x in range(w + 1)]
+    outdoor = bool(rng.random() < 0.6)
+    if outdoor:
+        draw.rectangle((0, 0, w, h), fill=L['sky'])
+        draw.polygon(ground + [(w, h), (0, h)], fill=L['grass'])
+        # buildings standing on the horizon
+        for _ in range(int(rng.integers(0, 3))):
+            bw = int(rng.integers(w // 8, w // 3))
+            bx = int(rng.integers(0, w - bw))
+            top = int(horizon * rng.uniform(0.2, 0.7))
+            draw.rectangle((bx, top, bx + bw, horizon + 2),
+                           fill=L['building'],
+                           outline=0)
+        # a road from the bottom edge towards the horizon
+        if rng.random() < 0.7:
+            mid, half = rng.uniform(0.3, 0.7) * w, rng.uniform(0.2, 0.4) * w
+            draw.polygon([(int(mid - half), h), (int(mid + half), h),
+                          (int(mid + half / 4), horizon + 4),
+                          (int(mid - half / 4), horizon + 4)],
+                         fill=L['road'])
+            if rng.random() < 0.8:
+                cw, ch = int(w * rng.uniform(0.15, 0.25)), int(
+                    h * rng.uniform(0.08, 0.14))
+                cx = int(mid - cw / 2)
+                cy = int(rng.uniform(horizon + 8, h - ch - 2))
+                draw.rectangle((cx, cy, cx + cw, cy + ch),
+                               fill=L['car'],
+                               outline=0)
+                draw.polygon([(cx + cw // 5, cy), (cx + cw // 3, cy - ch // 2),
+                              (cx + 2 * cw // 3, cy - ch // 2),
+                              (cx + 4 * cw // 5, cy)],
+                             fill=L['car'])
+        for _ in range(int(rng.integers(1, 4))):
+            tr = int(rng.integers(h // 12, h // 6))
+            tx = int(rng.integers(tr, w - tr))
+            ty = int(horizon + rng.uniform(-0.5, 1.5) * tr)
+            draw.rectangle((tx - tr // 5, ty, tx + tr // 5, ty + 2 * tr),
+                           fill=L['tree'])
+            draw.ellipse((tx - tr, ty - 2 * tr, tx + tr, ty),
+                         fill=L['tree'],
+                         outline=0)
+    else:
+        draw.rectangle((0, 0, w, h), fill=L['wall'])
+        draw.polygon(ground + [(w, h), (0, h)], fill=L['floor'])
+        if rng.random() < 0.5:
+            draw.rectangle((0, 0, w, int(horizon * rng.uniform(0.1, 0.25))),
+                           fill=L['ceiling'],
+                           outline=0)
+        for _ in range(int(rng.integers(1, 3))):
+            pw, ph = int(w * rng.uniform(0.1, 0.25)), int(
+                horizon * rng.uniform(0.2, 0.4))
+            px = int(rng.integers(0, w - pw))
+            py = int(rng.uniform(0.3, 0.6) * (horizon - ph))
+            draw.rectangle((px, py, px + pw, py + ph),
+                           fill=L['painting'],
+                           outline=0,
+                           width=2)
+    # people: a head and a body
+    for _ in range(int(rng.integers(0, 3))):
+        ph = int(h * rng.uniform(0.2, 0.4))
+        px = int(rng.integers(ph // 4, w - ph // 4))
+        foot = int(rng.uniform(horizon, h))
+        head = ph // 6
+        draw.rectangle(
+            (px - ph // 8, foot - ph + 2 * head, px + ph // 8, foot),
+            fill=L['person'],
+            outline=0)
+        draw.ellipse((px - head, foot - ph, px + head, foot - ph + 2 * head),
+                     fill=L['person'])
+    # unlabelled clutter ("other", label 0)
+    for _ in range(int(rng.integers(1, 3))):
+        r = rng.uniform(h / 30, h / 10)
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        ang = np.sort(rng.uniform(0, 2 * np.pi, 6))
+        rad = r * rng.uniform(0.5, 1.0, 6)
+        draw.polygon([(int(cx + a * np.cos(t)), int(cy + a * np.sin(t)))
+                      for a, t in zip(rad, ang)],
+                     fill=0)
+    return np.asarray(seg, dtype=np.uint8)
+
+
+def _ade_image(rng: np.random.Generator, seg: np.ndarray) -> np.ndarray:
+    """Colour a label map: per-class base colour (jittered per image), a
+    per-class sinusoidal texture, a global illumination ramp and noise."""
+    h, w = seg.shape
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.empty((h, w, 3))
+    other = rng.uniform(0, 255, 3)
+    img[:] = other + 40 * np.sin(2 * np.pi * rng.uniform(4, 10) *
+                                 (xx + yy))[..., None]
+    for idx, (_, (label, color)) in enumerate(sorted(ADE_CLASSES.items())):
+        where = seg == label
+        # draw the same random numbers whether the class is present or not
+        base = np.asarray(color) + rng.normal(0, 10, 3)
+        phase = rng.uniform(0, 2 * np.pi)
+        if not where.any():
+            continue
+        freq = 3 + 2 * (idx % 5)
+        angle = idx * np.pi / len(ADE_CLASSES)
+        tex = np.sin(2 * np.pi * freq *
+                     (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
+        img[where] = base + 15 * tex[where][:, None]
+    img *= (0.85 + 0.3 * (rng.uniform() * xx + rng.uniform() * yy) / 2)[...,
+                                                                        None]
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_ade20k(out_dir: str,
+                num_train: int = 16,
+                num_val: int = 8,
+                size: Union[int, Sequence[int]] = (128, 160),
+                seed: int = 0) -> Dict[str, int]:
+    """Write an ADE20K-style set in mmseg's layout:
+    ``out_dir/images/{training,validation}/ADE_{train,val}_*.jpg`` and
+    ``out_dir/annotations/{training,validation}/ADE_{train,val}_*.png``.
+
+    Label maps are single-channel (mode ``'L'``) uint8 PNGs with ADE20K's
+    values: 0 is "other" (mmseg's ``ADE20KDataset`` reads it with
+    ``reduce_zero_label=True``, so 0 -> 255 ignored and ``v`` -> ``v - 1``),
+    the other values are those of :data:`ADE_CLASSES`. Each scene is an
+    indoor (wall, floor, ceiling, paintings) or outdoor (sky, grass, road,
+    buildings, trees, a car) layout with people and unlabelled clutter; the
+    image colour and texture of a pixel follow its class.
+
+    Args:
+        out_dir (str): Root of the set (``.../ADEChallengeData2016``).
+        num_train (int): Training images. Defaults to 16.
+        num_val (int): Validation images. Defaults to 8.
+        size (int | tuple[int, int]): Image ``(H, W)``, or a square side.
+            Defaults to ``(128, 160)``.
+        seed (int): Seed; the same seed writes the same files.
+
+    Returns:
+        dict[str, int]: Number of image/label pairs written per split
+        (``'training'``, ``'validation'``).
+    """
+    rng = np.random.default_rng(seed)
+    h, w = _hw(size)
+    counts = {}
+    for split, tag, num in (('training', 'train', num_train),
+                            ('validation', 'val', num_val)):
+        img_dir = Path(out_dir, 'images', split)
+        ann_dir = Path(out_dir, 'annotations', split)
+        img_dir.mkdir(parents=True, exist_ok=True)
+        ann_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(num):
+            stem = f'ADE_{tag}_{i + 1:08d}'
+            seg = _ade_label_map(rng, h, w)
+            Image.fromarray(_ade_image(rng, seg)).save(
+                img_dir / f'{stem}.jpg', quality=90)
+            Image.fromarray(seg).save(ann_dir / f'{stem}.png')
+        counts[split] = num
     return counts

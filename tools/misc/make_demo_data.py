@@ -1,14 +1,31 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Write the embedded demo data sets (deterministic, seconds).
 
+Writes, under ``--out``:
+
+* ``imagenet/``: ImageNet-style class folders (mmpretrain),
+* ``coco/``: COCO-style instances (mmdet, ``classes=COCO_CLASSES``),
+* ``ade/ADEChallengeData2016/``: ADE20K-style label maps (mmseg).
+
+A set that is already complete is skipped unless ``--force``.
+
 Example:
     python tools/misc/make_demo_data.py --out data/demo
 """
 import argparse
+import json
 import os.path as osp
 import time
+from pathlib import Path
 
-from mixmae_mm.utils.demo_data import make_imagenet_folder
+from mixmae_mm.utils.demo_data import (IMAGENET_CLASSES, make_ade20k,
+                                       make_coco_instances,
+                                       make_imagenet_folder)
+
+#: Images per split of each set (train, val).
+IMAGENET_PER_CLASS = (64, 16)
+COCO_IMAGES = (16, 8)
+ADE_IMAGES = (16, 8)
 
 
 def parse_args():
@@ -20,15 +37,70 @@ def parse_args():
     return parser.parse_args()
 
 
+def imagenet_complete(root: str) -> bool:
+    """Both annotation lists exist, list the expected number of images,
+    and every listed image exists."""
+    for split, per_class in zip(('train', 'val'), IMAGENET_PER_CLASS):
+        meta = Path(root, 'meta', f'{split}.txt')
+        if not meta.is_file():
+            return False
+        lines = meta.read_text().split('\n')
+        names = [ln.rsplit(' ', 1)[0] for ln in lines if ln.strip()]
+        if len(names) != per_class * len(IMAGENET_CLASSES) or not all(
+                Path(root, split, n).is_file() for n in names):
+            return False
+    return True
+
+
+def coco_complete(root: str) -> bool:
+    """Both JSON files exist, hold the expected number of images, and every
+    image they list exists."""
+    for split, num in zip(('train', 'val'), COCO_IMAGES):
+        ann = Path(root, 'annotations', f'instances_{split}2017.json')
+        if not ann.is_file():
+            return False
+        try:
+            images = json.loads(ann.read_text())['images']
+        except (ValueError, KeyError):
+            return False
+        if len(images) != num or not all(
+                Path(root, f'{split}2017', im['file_name']).is_file()
+                for im in images):
+            return False
+    return True
+
+
+def ade_complete(root: str) -> bool:
+    """Each split has the expected number of images, each with its label
+    map of the same stem."""
+    for split, num in zip(('training', 'validation'), ADE_IMAGES):
+        imgs = {p.stem for p in Path(root, 'images', split).glob('*.jpg')}
+        anns = {p.stem for p in Path(root, 'annotations', split).glob('*.png')}
+        if len(imgs) != num or imgs != anns:
+            return False
+    return True
+
+
 def main():
     args = parse_args()
-    root = osp.join(args.out, 'imagenet')
-    if osp.exists(osp.join(root, 'meta', 'val.txt')) and not args.force:
-        print(f'demo ImageNet-style set exists: {root} (use --force)')
-        return
-    start = time.time()
-    counts = make_imagenet_folder(root, seed=args.seed)
-    print(f'wrote {counts} images to {root} in {time.time() - start:.1f}s')
+    sets = [
+        ('ImageNet-style', osp.join(args.out, 'imagenet'), imagenet_complete,
+         lambda root: make_imagenet_folder(
+             root, *IMAGENET_PER_CLASS, seed=args.seed)),
+        ('COCO-style', osp.join(args.out, 'coco'), coco_complete,
+         lambda root: make_coco_instances(root, *COCO_IMAGES, seed=args.seed)),
+        ('ADE20K-style', osp.join(args.out, 'ade',
+                                  'ADEChallengeData2016'), ade_complete,
+         lambda root: make_ade20k(root, *ADE_IMAGES, seed=args.seed)),
+    ]
+    for name, root, complete, make in sets:
+        if complete(root) and not args.force:
+            print(f'demo {name} set exists: {root} (use --force)')
+            continue
+        start = time.time()
+        counts = make(root)
+        print(f'wrote demo {name} set {counts} to {root} '
+              f'in {time.time() - start:.1f}s')
 
 
 if __name__ == '__main__':

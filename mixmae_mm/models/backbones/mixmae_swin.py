@@ -12,20 +12,25 @@ masks (1 or B). See :mod:`mixmae_mm.models.layers.mixing` for the mask
 convention.
 """
 import math
+import re
 import warnings
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks.drop import DropPath
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
+from mmengine.runner.checkpoint import (_load_checkpoint,
+                                        _load_checkpoint_with_prefix)
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 from ..layers.mixing import (check_divisible, upsample_mask,
                              window_attn_mask)
 from ..layers.pos_embed import sincos_pos_embed_2d
+from ..layers.rel_pos import resize_rel_pos_table
 from ..layers.transformer import Mlp
 from ..layers.window_attention import WindowAttention
 from ..layers.window_ops import (pad_to_multiple, window_partition,
@@ -226,10 +231,25 @@ class MixMAESwin(BaseModule):
             blocks. Defaults to 0.
         out_indices (Sequence[int]): Stages whose normed outputs are
             returned. Defaults to (3, ).
+        frozen_stages (int): Stages to freeze (no gradient, eval mode):
+            -1 none, 0 the patch embedding, k >= 1 also stages 0..k-1 with
+            their patch merging and output norms. Defaults to -1.
         with_cp (bool): Activation checkpointing per block.
             Defaults to False.
-        pretrained (str, optional): Deprecated, use ``init_cfg``.
-        init_cfg (dict, optional): Initialisation config.
+        pretrained (str, optional): Deprecated, use ``init_cfg`` (accepted
+            because mmseg's ``EncoderDecoder`` injects it).
+        init_cfg (dict, optional): Initialisation config. With
+            ``type='Pretrained'`` (``checkpoint``, optional ``prefix``) the
+            weights are loaded strictly: missing, unexpected or mis-shaped
+            keys raise an error listing them, except output norms that the
+            checkpoint does not have (new for dense use, freshly
+            initialised, reported). ``strict=False`` in it only warns.
+
+    Checkpoints load through any path (``init_cfg``, ``load_from``,
+    ``load_state_dict``) with a pre-hook that drops derived tensors
+    (``relative_position_index``, ``absolute_pos_embed``, ``attn_mask``)
+    and resizes every relative position bias table by bicubic
+    interpolation when the window differs.
     """
     arch_zoo = {
         **dict.fromkeys(['b', 'base'], {
@@ -261,6 +281,7 @@ class MixMAESwin(BaseModule):
                  qkv_bias: bool = True,
                  drop_path_rate: float = 0.,
                  out_indices: Sequence[int] = (3, ),
+                 frozen_stages: int = -1,
                  with_cp: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -315,6 +336,12 @@ class MixMAESwin(BaseModule):
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
         self._pos_cache = {}
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must lie in [-1, {num_stages}], '
+                             f'got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self._freeze_stages()
+        self._register_load_state_dict_pre_hook(self._prepare_state_dict)
 
     def _parse_arch(self, arch: Union[str, dict]) -> dict:
         if isinstance(arch, str):
@@ -333,12 +360,147 @@ class MixMAESwin(BaseModule):
         return dict(arch)
 
     def init_weights(self) -> None:
-        """Official init (xavier-uniform Linear, unit LayerNorm), unless the
-        weights come from a checkpoint."""
-        if not (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            self.apply(_init_official)
+        """Official init (xavier-uniform Linear, unit LayerNorm), or a strict
+        load when ``init_cfg`` is ``Pretrained``."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            self.apply(_init_official)  # for keys the checkpoint lacks
+            self._load_pretrained(cfg)
+            self._is_init = True
+            return
+        self.apply(_init_official)
         super().init_weights()
+
+    def _load_pretrained(self, cfg: dict) -> None:
+        logger = MMLogger.get_current_instance()
+        ckpt = cfg['checkpoint']
+        prefix = cfg.get('prefix')
+        if prefix:
+            state_dict = _load_checkpoint_with_prefix(
+                prefix, ckpt, map_location='cpu')
+        else:
+            state_dict = _load_checkpoint(ckpt, map_location='cpu')
+            state_dict = state_dict.get('state_dict', state_dict)
+        state_dict = self.adapt_state_dict(dict(state_dict))
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        new_norms = [
+            k for k in missing
+            if re.match(r'norm\d+\.', k) and not any(
+                s.startswith(k.split('.')[0] + '.') for s in state_dict)
+        ]
+        missing = [k for k in missing if k not in new_norms]
+        unexpected = [k for k in state_dict if k not in own]
+        mismatched = [(k, tuple(state_dict[k].shape), tuple(own[k].shape))
+                      for k in state_dict
+                      if k in own and state_dict[k].shape != own[k].shape]
+        if missing or unexpected or mismatched:
+            lines = [f'checkpoint {ckpt!r} (prefix {prefix!r}) does not '
+                     f'match {type(self).__name__}:']
+            lines += [f'  missing in checkpoint: {k} {tuple(own[k].shape)}'
+                      for k in missing]
+            lines += [f'  unexpected in checkpoint: {k} '
+                      f'{tuple(state_dict[k].shape)}' for k in unexpected]
+            lines += [f'  shape mismatch: {k} checkpoint {a} vs model {b}'
+                      for k, a, b in mismatched]
+            msg = '\n'.join(lines)
+            if cfg.get('strict', True):
+                raise ValueError(
+                    msg + '\nIs it a checkpoint of another arch? Pass '
+                    "init_cfg=dict(..., strict=False) to load the matching "
+                    'keys anyway.')
+            logger.warning(msg)
+            for k, _, _ in mismatched:
+                state_dict.pop(k)
+        self.load_state_dict(state_dict, strict=False)
+        logger.info(f'{type(self).__name__}: loaded {len(state_dict)} '
+                    f'tensors from {ckpt}' + (
+                        f'; new output norms initialised: {new_norms}'
+                        if new_norms else ''))
+
+    def adapt_state_dict(self, state_dict: Dict[str, Tensor],
+                         prefix: str = '') -> Dict[str, Tensor]:
+        """Drop derived tensors and resize relative position bias tables of
+        a state dict to this model's windows (in place, returned too)."""
+        for key in list(state_dict):
+            if key.startswith(prefix) and _DERIVED_KEYS.search(key):
+                del state_dict[key]
+        for name, param in self.named_parameters():
+            key = prefix + name
+            if not name.endswith('relative_position_bias_table') or \
+                    key not in state_dict:
+                continue
+            table = state_dict[key]
+            if table.shape == param.shape or table.dim() != 2 or \
+                    table.shape[1] != param.shape[1]:
+                continue  # equal, or left for the mismatch report
+            src = int(round(table.shape[0]**.5))
+            if src * src != table.shape[0] or src % 2 == 0:
+                continue  # not a square window's table
+            window = self.get_submodule(name.rsplit('.', 1)[0]).window_size
+            state_dict[key] = resize_rel_pos_table(
+                table, ((src + 1) // 2, ) * 2, window)
+            MMLogger.get_current_instance().info(
+                f'resized {key} from window {(src + 1) // 2} to {window}')
+        return state_dict
+
+    def _prepare_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Load pre-hook: see :meth:`adapt_state_dict`."""
+        self.adapt_state_dict(state_dict, prefix)
+
+    def _freeze_stages(self) -> None:
+        frozen = []
+        if self.frozen_stages >= 0:
+            frozen.append(self.patch_embed)
+        for i in range(self.frozen_stages):
+            frozen.append(self.layers[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'MixMAESwin':
+        """Keep frozen stages in eval mode."""
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def get_layer_depth(self, param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
+        """Layer id for layer-wise lr decay, official MixMIM grouping.
+
+        Stem (``patch_embed``) 0; block j of stage s
+        ``sum(depths[:s]) + j + 1``; the patch merging after stage s grouped
+        with the first block of stage s+1; everything else (output norms,
+        and neck/head parameters outside ``prefix``) ``sum(depths)``, the id
+        of the last block, as the official ``get_layer_id_for_mixmim``.
+
+        Args:
+            param_name (str): Parameter name.
+            prefix (str): Prefix of the backbone's parameters in
+                ``param_name`` (e.g. 'backbone.'). Defaults to ''.
+
+        Returns:
+            tuple[int, int]: ``(layer_id, num_layers)`` with
+            ``num_layers = sum(depths) + 2``; mmpretrain's constructor then
+            scales the lr by ``decay ** (num_layers - layer_id - 1)``, which
+            is the official ``decay ** (sum(depths) + 1 - layer_id)``.
+        """
+        num_layers = sum(self.depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 2, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith(('patch_embed', 'absolute_pos_embed')):
+            return 0, num_layers
+        if name.startswith('layers.'):
+            parts = name.split('.')
+            stage = int(parts[1])
+            if parts[2] == 'downsample':
+                return sum(self.depths[:stage + 1]) + 1, num_layers
+            return sum(self.depths[:stage]) + int(parts[3]) + 1, num_layers
+        return num_layers - 2, num_layers
 
     def pos_embed(self, grid: Tuple[int, int], x: Tensor) -> Tensor:
         """Fixed sin-cos absolute position embedding (1, H, W, C) for the
@@ -396,6 +558,10 @@ class MixMAESwin(BaseModule):
                 out = out[:, :math.ceil(h / s), :math.ceil(w / s)]
                 outs.append(out.permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
+
+
+_DERIVED_KEYS = re.compile(
+    r'(^|\.)(relative_position_index|absolute_pos_embed|attn_mask)$')
 
 
 def _init_official(m: nn.Module) -> None:
