@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+import mixmae_mm  # noqa: F401  (registers every module for all tests)
+
 #: A tiny encoder: stage grids 16/8/4/2 on 64 x 64 inputs, windows 4/4/4/2,
 #: so stages 1-2 have several windows and stages 3-4 are global.
 TINY_ARCH = dict(embed_dims=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])

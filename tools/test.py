@@ -14,6 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mixmae_mm  # noqa: F401  (registers the MixMAE modules)
+from mixmae_mm.engine import apply_checkpoint_trust
 
 
 def parse_args():
@@ -53,6 +54,7 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    apply_checkpoint_trust(cfg)
     # the weights come from the checkpoint: skip the backbone's pretrained
     # init (its file need not exist where the evaluation runs)
     backbone = cfg.get('model', {}).get('backbone', {})

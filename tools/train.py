@@ -14,6 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mixmae_mm  # noqa: F401  (registers the MixMAE modules)
+from mixmae_mm.engine import apply_checkpoint_trust
 
 
 def parse_args():
@@ -83,6 +84,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    apply_checkpoint_trust(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     runner.train()

@@ -9,5 +9,6 @@ _base_ = [
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))
+    checkpoint=dict(
+        type='AtomicCheckpointHook', interval=10, max_keep_ckpts=2))
 randomness = dict(seed=0, diff_rank_seed=True)

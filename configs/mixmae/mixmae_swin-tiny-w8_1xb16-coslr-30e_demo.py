@@ -16,7 +16,7 @@ model = dict(
     neck=dict(in_channels=256, embed_dims=128, depth=2, num_heads=4))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadColorImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=img_size,
@@ -32,7 +32,7 @@ train_dataloader = dict(
     persistent_workers=True,
     pin_memory=False,
     dataset=dict(
-        type='CustomDataset',
+        type='CheckedCustomDataset',
         data_root='data/demo/imagenet',
         data_prefix='train',
         with_label=False,
@@ -65,6 +65,7 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=30)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=4),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))
+    checkpoint=dict(
+        type='AtomicCheckpointHook', interval=10, max_keep_ckpts=2))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, deterministic=False)

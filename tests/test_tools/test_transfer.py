@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = 'configs/mixmae/benchmarks'
 DET = f'{BENCH}/mmdet/mask-rcnn_swin-tiny-w8-mixmae-pre_fpn_demo_coco.py'
 SEG = (f'{BENCH}/mmseg/'
-       'swin-tiny-w8-mixmae-pre_upernet_1xb4-200i_demo-ade20k-128x128.py')
+       'swin-tiny-w8-mixmae-pre_upernet_1xb4-120i_demo-ade20k-128x128.py')
 CLS = f'{BENCH}/mmpretrain/swin-tiny-w8_mixmae-pre_1xb16-coslr-20e_demo.py'
 PRETRAIN = 'configs/mixmae/mixmae_swin-tiny-w8_1xb16-coslr-30e_demo.py'
 

@@ -1,5 +1,6 @@
 # ImageNet-1k pretraining data for MixMAE (official augmentation).
-dataset_type = 'ImageNet'
+# ImageNet with clear errors for missing/empty folders (mixmae_mm.datasets)
+dataset_type = 'CheckedImageNet'
 data_root = 'data/imagenet/'
 data_preprocessor = dict(
     type='MixMAEDataPreprocessor',
@@ -11,7 +12,8 @@ data_preprocessor = dict(
     per_pair_mask=False)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    # explicit grayscale/alpha/16-bit handling, named errors on corrupt files
+    dict(type='LoadColorImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=224,

@@ -71,7 +71,7 @@ train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=10)
 val_cfg = dict()
 test_cfg = dict()
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=2,
                     save_best='auto'))
 randomness = dict(seed=0, diff_rank_seed=True)
 auto_scale_lr = dict(base_batch_size=1024)

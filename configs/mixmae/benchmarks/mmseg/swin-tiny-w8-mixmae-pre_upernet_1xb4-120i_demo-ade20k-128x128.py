@@ -66,12 +66,12 @@ param_scheduler = [
         eta_min=0.0,
         power=1.0,
         begin=20,
-        end=200,
+        end=120,
         by_epoch=False)
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=200, val_interval=100)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=120, val_interval=60)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(by_epoch=False, interval=100, max_keep_ckpts=1),
+    checkpoint=dict(by_epoch=False, interval=60, max_keep_ckpts=1),
     visualization=dict(type='SegVisualizationHook', draw=False))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -1,0 +1,19 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Training reliability: safe checkpoint loading (registered on import),
+atomic checkpoints, exact resume of the random streams, non-finite loss
+checks."""
+from . import optimizers  # noqa: F401
+from .checkpoint import (SAFE_GLOBALS, TRUSTED_GLOBALS_ENV,
+                         UnsafeCheckpointError, apply_checkpoint_trust,
+                         safe_torch_load, trust_checkpoint_globals,
+                         trusted_checkpoint_globals)
+from .hooks import (AtomicCheckpointHook, NonFiniteLossHook,
+                    RandomStateHook)
+
+__all__ = [
+    'SAFE_GLOBALS', 'TRUSTED_GLOBALS_ENV', 'UnsafeCheckpointError',
+    'apply_checkpoint_trust',
+    'safe_torch_load', 'trust_checkpoint_globals',
+    'trusted_checkpoint_globals', 'AtomicCheckpointHook',
+    'NonFiniteLossHook', 'RandomStateHook'
+]

@@ -1,0 +1,12 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Hooks registered in mmengine's root ``HOOKS`` (visible from the
+mmpretrain, mmdet and mmseg scopes alike)."""
+from .atomic_checkpoint_hook import AtomicCheckpointHook, atomic_write_text
+from .nonfinite_loss_hook import NonFiniteLossHook
+from .random_state_hook import (RandomStateHook, get_rng_states,
+                                set_rng_states)
+
+__all__ = [
+    'AtomicCheckpointHook', 'NonFiniteLossHook', 'RandomStateHook',
+    'atomic_write_text', 'get_rng_states', 'set_rng_states'
+]

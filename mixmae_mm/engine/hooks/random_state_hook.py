@@ -1,0 +1,193 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Save the random number generators with each checkpoint and restore them
+on resume, so that a resumed run draws the same mixing masks."""
+import random
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+#: Key in ``checkpoint['meta']``.
+META_KEY = 'rng_states'
+
+
+def get_rng_states() -> Dict[str, Any]:
+    """The states of Python's, numpy's and torch's global generators.
+
+    Only plain types and tensors, so that a checkpoint holding them loads
+    with ``weights_only=True`` and no extra allow-list entry.
+
+    Returns:
+        dict: ``python``, ``numpy``, ``torch`` and, once CUDA is
+        initialised, ``cuda`` (one state per device).
+    """
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states = dict(
+        python=random.getstate(),
+        numpy=(name, [int(k) for k in keys], int(pos), int(has_gauss),
+               float(cached)),
+        torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states['cuda'] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Dict[str, Any]) -> None:
+    """Restore what :func:`get_rng_states` returned.
+
+    Args:
+        states (dict): Generator states.
+    """
+    random.setstate(_to_tuple(states['python']))
+    name, keys, pos, has_gauss, cached = states['numpy']
+    np.random.set_state(
+        (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states['torch'])
+    cuda = states.get('cuda')
+    if cuda and torch.cuda.is_available() and \
+            len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _to_tuple(x):
+    """``random.setstate`` wants tuples, whatever a round trip made of
+    them."""
+    if isinstance(x, (list, tuple)):
+        return tuple(_to_tuple(v) for v in x)
+    return x
+
+
+class _RestoreBeforeFetch:
+    """Wraps an IterBasedTrainLoop's data iterator: after ``skip`` batches
+    (mmengine's replay of the batches trained before the checkpoint) it
+    restores the saved states, then hands the loop its iterator back."""
+
+    def __init__(self, loop, inner, skip: int, states: dict) -> None:
+        self._loop, self._inner = loop, inner
+        self._skip, self._states, self._count = skip, states, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._count == self._skip:
+            set_rng_states(self._states)
+            self._loop.dataloader_iterator = self._inner
+        self._count += 1
+        return next(self._inner)
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Make ``--resume`` continue the random streams of the killed run.
+
+    mmengine 0.10.7 re-seeds on start and restores model, optimizer,
+    schedulers, message hub and the data order on resume, but not the
+    global generators. MixMAE draws its mixing mask with the global torch
+    generator (:class:`MixMAEDataPreprocessor`), and the data pipeline
+    augments with numpy / Python random, so a resumed run would train on
+    other masks than an unbroken one. This hook:
+
+    * stores the Python, numpy, torch (and CUDA) generator states in
+      ``checkpoint['meta']['rng_states']`` whenever a checkpoint is saved;
+    * on resume, restores them exactly at the point where the unbroken run
+      continued: for a loop with ``dataloader_iterator``
+      (``IterBasedTrainLoop``) right before the first new batch is fetched
+      (after mmengine's replay of the already-trained batches, which
+      re-runs the pipeline); for other loops (``EpochBasedTrainLoop``) at
+      the end of ``before_train``;
+    * keeps validation from shifting the training streams (states saved in
+      ``before_val`` and restored in ``after_val``), since a resumed run
+      does not repeat the validation that followed the checkpoint.
+
+    Exactness holds for checkpoints at epoch ends with
+    ``EpochBasedTrainLoop`` and for any iteration with
+    ``IterBasedTrainLoop``; data workers seed themselves from the config
+    seed (mmengine's ``worker_init_fn``), except persistent workers across
+    epochs, whose states cannot be saved. In distributed training only rank
+    0's states are saved (mmengine saves on rank 0); all ranks get them on
+    resume, which is exact with ``randomness.diff_rank_seed=False``.
+
+    Args:
+        isolate_val (bool): Save/restore the states around validation.
+            Defaults to True.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, isolate_val: bool = True) -> None:
+        self.isolate_val = isolate_val
+        self._loaded: Optional[tuple] = None
+        self._val_states: Optional[dict] = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Store the generator states in ``checkpoint['meta']``.
+
+        Args:
+            runner (Runner): The runner.
+            checkpoint (dict): The checkpoint being saved.
+        """
+        checkpoint.setdefault('meta', {})[META_KEY] = get_rng_states()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Remember the states of a loaded checkpoint (applied in
+        :meth:`before_train` only if it turns out to be a resume).
+
+        Args:
+            runner (Runner): The runner.
+            checkpoint (dict): The loaded checkpoint.
+        """
+        meta = checkpoint.get('meta', {}) or {}
+        self._loaded = (meta.get('iter'), meta.get(META_KEY))
+
+    def before_train(self, runner) -> None:
+        """On resume, schedule (or do) the restoration.
+
+        Args:
+            runner (Runner): The runner.
+        """
+        loaded, self._loaded = self._loaded, None
+        if loaded is None or runner.iter == 0 or loaded[0] != runner.iter:
+            return  # a fresh run, or load_from (weights only)
+        states = loaded[1]
+        if states is None:
+            runner.logger.warning(
+                'The resumed checkpoint holds no random states (saved '
+                'without RandomStateHook): the mixing masks and '
+                'augmentations from now on differ from an unbroken run')
+            return
+        loop = runner.train_loop
+        if hasattr(loop, 'dataloader_iterator'):
+            loop.dataloader_iterator = _RestoreBeforeFetch(
+                loop, loop.dataloader_iterator, runner.iter, states)
+        else:
+            length = len(getattr(loop, 'dataloader', ()) or ())
+            if length and runner.iter % length:
+                runner.logger.warning(
+                    f'Resuming at iteration {runner.iter}, inside an epoch '
+                    f'of {length} iterations: mmengine\'s '
+                    f'{type(loop).__name__} restarts the epoch, so this is '
+                    'not an exact continuation. Save checkpoints at epoch '
+                    'ends or use IterBasedTrainLoop for exact resumes.')
+            set_rng_states(states)
+
+    def before_val(self, runner) -> None:
+        """Save the training streams before validation.
+
+        Args:
+            runner (Runner): The runner.
+        """
+        if self.isolate_val:
+            self._val_states = get_rng_states()
+
+    def after_val(self, runner) -> None:
+        """Restore the training streams after validation.
+
+        Args:
+            runner (Runner): The runner.
+        """
+        if self.isolate_val and self._val_states is not None:
+            set_rng_states(self._val_states)
+            self._val_states = None
