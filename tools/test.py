@@ -14,7 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mixmae_mm  # noqa: F401  (registers the MixMAE modules)
-from mixmae_mm.engine import apply_checkpoint_trust
+from mixmae_mm.engine import apply_checkpoint_trust, setup_cpu_distributed
 
 
 def parse_args():
@@ -55,6 +55,7 @@ def main():
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     apply_checkpoint_trust(cfg)
+    setup_cpu_distributed(cfg)
     # the weights come from the checkpoint: skip the backbone's pretrained
     # init (its file need not exist where the evaluation runs)
     backbone = cfg.get('model', {}).get('backbone', {})

@@ -14,7 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mixmae_mm  # noqa: F401  (registers the MixMAE modules)
-from mixmae_mm.engine import apply_checkpoint_trust
+from mixmae_mm.engine import apply_checkpoint_trust, setup_cpu_distributed
 
 
 def parse_args():
@@ -85,6 +85,7 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     apply_checkpoint_trust(cfg)
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     runner.train()

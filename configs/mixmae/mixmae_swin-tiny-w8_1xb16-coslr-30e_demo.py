@@ -67,5 +67,11 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=4),
     checkpoint=dict(
         type='AtomicCheckpointHook', interval=10, max_keep_ckpts=2))
+# the base's hooks plus a reconstruction grid every 160 iterations (10 epochs)
+custom_hooks = [
+    dict(type='RandomStateHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='MixMAEReconstructionHook', interval=160),
+]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, deterministic=False)

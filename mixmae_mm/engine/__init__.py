@@ -7,13 +7,15 @@ from .checkpoint import (SAFE_GLOBALS, TRUSTED_GLOBALS_ENV,
                          UnsafeCheckpointError, apply_checkpoint_trust,
                          safe_torch_load, trust_checkpoint_globals,
                          trusted_checkpoint_globals)
-from .hooks import (AtomicCheckpointHook, NonFiniteLossHook,
-                    RandomStateHook)
+from .hooks import (AtomicCheckpointHook, MixMAEReconstructionHook,
+                    NonFiniteLossHook, RandomStateHook)
+from .launch import setup_cpu_distributed
 
 __all__ = [
     'SAFE_GLOBALS', 'TRUSTED_GLOBALS_ENV', 'UnsafeCheckpointError',
     'apply_checkpoint_trust',
     'safe_torch_load', 'trust_checkpoint_globals',
     'trusted_checkpoint_globals', 'AtomicCheckpointHook',
-    'NonFiniteLossHook', 'RandomStateHook'
+    'NonFiniteLossHook', 'RandomStateHook', 'MixMAEReconstructionHook',
+    'setup_cpu_distributed'
 ]
