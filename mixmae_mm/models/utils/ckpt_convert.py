@@ -9,7 +9,6 @@ of lists: ``converted`` (source keys that were kept, possibly renamed),
 ``unexpected`` is not empty it raises :class:`UnknownKeysError` listing them.
 The command-line wrappers live in ``tools/model_converters/``.
 """
-import argparse
 import math
 import pickle
 import re
@@ -611,48 +610,26 @@ def format_report(report: Dict[str, Any], verbose: bool = True) -> str:
     return '\n'.join(lines)
 
 
-def _refused_globals(path: str, err: Exception,
-                     allowed: Sequence[Any]) -> List[str]:
-    """Every global in ``path`` outside ``allowed`` (the unpickler's message
-    names only the first)."""
-    ok = {(g[1] if isinstance(g, tuple) else
-           f'{g.__module__}.{g.__qualname__}')
-          for g in allowed}
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        names = [n for n in found if n not in ok]
-    except Exception:  # legacy (non-zip) files: read the message
-        names = []
-    return sorted(set(names or re.findall(
-        r'GLOBAL (\S+) (?:was not an allowed|whose)', str(err)))) or [
-            'an unknown global'
-        ]
-
-
 class UnsafeCheckpointFileError(pickle.UnpicklingError):
     """``torch.load(weights_only=True)`` refused a file; the message names
     the refused globals and the opt-in."""
 
 
 #: What ``--trusted`` allows: the ``args`` of official MixMIM checkpoints.
-TRUSTED_GLOBALS = (argparse.Namespace, )
+TRUSTED_GLOBALS = ('argparse.Namespace', )
 
 
-def load_checkpoint_file(path: str,
-                         trusted: bool = False,
-                         allow: Sequence[Any] = ()) -> Any:
-    """Read a checkpoint with ``torch.load(weights_only=True)``.
-
-    mmengine Runner checkpoints (numpy objects, ``HistoryBuffer``) load
-    through the allow-list of :mod:`mixmae_mm.engine.checkpoint`.
-    ``trusted`` additionally allows :data:`TRUSTED_GLOBALS`
-    (``argparse.Namespace``, pickled by official MixMIM checkpoints); the
-    load stays ``weights_only=True``.
+def load_checkpoint_file(path: str, trusted: bool = False) -> Any:
+    """Read a checkpoint with the package's safe loader
+    (:func:`mixmae_mm.engine.checkpoint.safe_torch_load`: ``weights_only``
+    with the allow-list of mmengine Runner checkpoints).
 
     Args:
         path (str): The file.
-        trusted (bool): Allow :data:`TRUSTED_GLOBALS`. Defaults to False.
-        allow (Sequence): More globals to allow.
+        trusted (bool): Also allow :data:`TRUSTED_GLOBALS`
+            (``argparse.Namespace``, pickled by official MixMIM
+            checkpoints); the load stays ``weights_only=True``.
+            Defaults to False.
 
     Returns:
         Any: The unpickled object.
@@ -662,24 +639,20 @@ def load_checkpoint_file(path: str,
             message names them and, for ``argparse.Namespace``, the
             ``--trusted`` flag.
     """
-    from mixmae_mm.engine.checkpoint import allowed_globals
-    allowed = allowed_globals() + list(allow) + (
-        list(TRUSTED_GLOBALS) if trusted else [])
+    from mixmae_mm.engine.checkpoint import (UnsafeCheckpointError,
+                                             safe_torch_load,
+                                             trusted_checkpoint_globals)
     try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        names = ', '.join(_refused_globals(path, err, allowed))
-        hint = ('Official MixMIM checkpoints pickle argparse.Namespace '
-                "under 'args'. If you trust this file, re-run with --trusted "
-                '(allows exactly argparse.Namespace; still weights_only=True).'
-                if 'argparse.Namespace' in names and not trusted else
-                'This converter only reads tensors, plain containers and '
-                'mmengine Runner checkpoints; it never falls back to '
-                'weights_only=False.')
-        raise UnsafeCheckpointFileError(
-            f'Refused to load {path} with torch.load(weights_only=True): it '
-            f'pickles {names}. {hint}') from None
+        with trusted_checkpoint_globals(TRUSTED_GLOBALS if trusted else ()):
+            return safe_torch_load(path, map_location='cpu')
+    except UnsafeCheckpointError as err:
+        hint = ''
+        if 'argparse.Namespace' in str(err) and not trusted:
+            hint = ('\nOfficial MixMIM checkpoints pickle argparse.Namespace '
+                    "under 'args'. If you trust this file, re-run the "
+                    'converter with --trusted (allows exactly '
+                    'argparse.Namespace; still weights_only=True).')
+        raise UnsafeCheckpointFileError(f'{err}{hint}') from None
 
 
 __all__ = [

@@ -13,12 +13,17 @@ model = dict(
         window_size=(8, 8, 8, 4),
         init_cfg=dict(checkpoint=pretrained)),
     head=dict(num_classes=4, in_channels=256),
-    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8)]))
+    # 256 images: no mixup/cutmix, milder crops than the ImageNet recipe
+    train_cfg=dict(_delete_=True))
 
 data_preprocessor = dict(num_classes=4)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=128, backend='pillow'),
+    dict(
+        type='RandomResizedCrop',
+        scale=128,
+        crop_ratio_range=(0.5, 1.0),
+        backend='pillow'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackInputs'),
 ]
@@ -55,9 +60,9 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(
-        type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
+        type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='MixMAELayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.7, flat_decay_mult=0.0))
+    paramwise_cfg=dict(layer_decay_rate=0.85, flat_decay_mult=0.0))
 param_scheduler = [
     dict(
         type='LinearLR',
