@@ -3,7 +3,8 @@
 mmpretrain / mmdet / mmseg configs that use mixmae_mm modules.
 
 Example:
-    python tools/train.py configs/mixmae/mixmae_swin-tiny-w8_1xb16-coslr-30e_demo.py
+    python tools/train.py \
+        configs/mixmae/mixmae_swin-tiny-w8_1xb16-coslr-30e_demo.py
 """
 import argparse
 import os

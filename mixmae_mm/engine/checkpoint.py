@@ -374,7 +374,8 @@ register_safe_loaders()
 
 __all__ = [
     'SAFE_GLOBALS', 'TRUSTED_GLOBALS_ENV', 'UnsafeCheckpointError',
-    'allowed_globals', 'apply_checkpoint_trust', 'load_from_local', 'register_safe_loaders',
+    'allowed_globals', 'apply_checkpoint_trust', 'load_from_local',
+    'register_safe_loaders',
     'safe_load_context', 'safe_torch_load', 'trust_checkpoint_globals',
     'trusted_checkpoint_globals'
 ]

@@ -55,7 +55,8 @@ def run(cmd, log_file):
             if 'mmengine - INFO' in line or 'Error' in line:
                 print(line, end='', flush=True)
         if proc.wait():
-            raise SystemExit(f'step failed ({proc.returncode}): see {log_file}')
+            raise SystemExit(
+                f'step failed ({proc.returncode}): see {log_file}')
 
 
 def last_checkpoint(work_dir):
@@ -102,14 +103,11 @@ def main():
              '%.3f -> %.3f' % loss_range(pre_dir), pretrain)]
 
     grid = osp.join(args.work_dir, 'reconstruction.png')
-    viz = osp.join(ROOT, 'tools', 'visualize_reconstruction.py')
-    if osp.exists(viz) and (args.force or not osp.exists(grid)):
-        train_dir = osp.join(args.data_dir, 'imagenet', 'train')
-        images = [
-            osp.join(train_dir, c, sorted(os.listdir(osp.join(train_dir,
-                                                               c)))[0])
-            for c in ('circles', 'stripes')
-        ]
+    if args.force or not osp.exists(grid):
+        images = []
+        for kind in ('circles', 'stripes'):
+            folder = osp.join(args.data_dir, 'imagenet', 'train', kind)
+            images.append(osp.join(folder, sorted(os.listdir(folder))[0]))
         run(['tools/visualize_reconstruction.py', PRETRAIN, pretrain,
              *images, '--out', grid], osp.join(args.work_dir, 'viz.log'))
     if osp.exists(grid):

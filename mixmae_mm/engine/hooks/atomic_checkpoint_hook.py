@@ -85,7 +85,8 @@ class AtomicCheckpointHook(CheckpointHook):
         super().before_train(runner)
         if self._is_local() and is_main_process() and osp.isdir(
                 self.out_dir):
-            pattern = osp.join(glob.escape(self.out_dir), f'.*{PARTIAL_SUFFIX}')
+            pattern = osp.join(
+                glob.escape(self.out_dir), f'.*{PARTIAL_SUFFIX}')
             for path in glob.glob(pattern):
                 os.remove(path)
                 runner.logger.warning(

@@ -23,8 +23,8 @@ def test_loss_backward_reaches_every_part(tiny_mixmae_cfg):
     losses = model(**data, mode='loss')
     assert set(losses) == {'loss'} and torch.isfinite(losses['loss'])
     losses['loss'].backward()
-    for name in ('backbone.patch_embed.proj.weight',
-                 'backbone.layers.3.blocks.0.attn.relative_position_bias_table',
+    table = 'backbone.layers.3.blocks.0.attn.relative_position_bias_table'
+    for name in ('backbone.patch_embed.proj.weight', table,
                  'neck.mask_token', 'neck.decoder_pred.weight'):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
