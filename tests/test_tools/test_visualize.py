@@ -15,7 +15,6 @@ from mixmae_mm.visualization.reconstruction import HEADER, PAD
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / 'configs/mixmae/mixmae_swin-tiny-w8_1xb16-coslr-30e_demo.py'
-DEMO_CKPT = ROOT / 'work_dirs/demo/pretrain/epoch_30.pth'
 
 
 def _tool():
@@ -92,12 +91,3 @@ def test_cli_rejects_sizes_off_the_mixing_grid(tmp_path, images, fresh_ckpt):
             str(fresh_ckpt), *images, '--out',
             str(tmp_path / 'x.png'), '--size', '100'
         ])
-
-
-@pytest.mark.skipif(
-    not DEMO_CKPT.exists(), reason='demo pretraining run not present')
-def test_cli_on_the_demo_checkpoint(tmp_path, images):
-    out = tmp_path / 'demo.png'
-    _tool().main([str(DEMO), str(DEMO_CKPT), *images, '--out', str(out)])
-    assert Image.open(out).size == (PAD + 6 * (128 + PAD),
-                                    HEADER + PAD + 128 + PAD)
