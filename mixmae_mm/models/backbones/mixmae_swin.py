@@ -27,10 +27,11 @@ from mmengine.runner.checkpoint import (_load_checkpoint,
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from ..layers.mixing import (check_divisible, upsample_mask,
-                             window_attn_mask)
+from ..layers.mixing import check_divisible, upsample_mask
+from ..layers.norm_linear import norm_linear, norm_mlp
 from ..layers.pos_embed import sincos_pos_embed_2d
 from ..layers.rel_pos import resize_rel_pos_table
+from ..layers.token_layout import TokenLayout, token_layout
 from ..layers.transformer import Mlp
 from ..layers.window_attention import WindowAttention
 from ..layers.window_ops import (pad_to_multiple, window_partition,
@@ -124,11 +125,14 @@ class MixMAEBlock(nn.Module):
                 x: Tensor,
                 window: Tuple[int, int],
                 attn_mask: Optional[Tensor] = None) -> Tensor:
-        """
+        """Apply the block to a map, windows built for this call (stages
+        use :meth:`forward_tokens`, whose windows are built once per stage).
+
         Args:
             x (Tensor): Tokens, shape (B, H, W, C).
             window (tuple[int, int]): Window, at most the map size.
-            attn_mask (Tensor, optional): Bool (M, nW, N, N), see
+            attn_mask (Tensor, optional): Bool (M, nW, N, N) over the
+                windows of the zero-padded map, see
                 :func:`~mixmae_mm.models.layers.mixing.window_attn_mask`.
 
         Returns:
@@ -138,6 +142,30 @@ class MixMAEBlock(nn.Module):
             return cp.checkpoint(
                 self._forward, x, window, attn_mask, use_reentrant=False)
         return self._forward(x, window, attn_mask)
+
+    def _forward_tokens(self, x: Tensor, layout: TokenLayout) -> Tensor:
+        # norm_linear/norm_mlp: the same values as qkv(norm1(x)) and
+        # mlp(norm2(x)), keeping less for the backward pass
+        qkv = norm_linear(x, self.norm1, self.attn.qkv)  # (B, L, 3C)
+        # residuals added in place to the fresh branch outputs (the layers
+        # that made them keep no output for backward)
+        x = self.drop_path(self.attn.attend_tokens(qkv, layout)).add_(x)
+        return self.drop_path(norm_mlp(x, self.norm2, self.mlp)).add_(x)
+
+    def forward_tokens(self, x: Tensor, layout: TokenLayout) -> Tensor:
+        """
+        Args:
+            x (Tensor): Tokens in the stage's layout order, shape (B, L, C).
+            layout (TokenLayout): The stage's cells, see
+                :func:`~mixmae_mm.models.layers.token_layout.token_layout`.
+
+        Returns:
+            Tensor: Shape (B, L, C).
+        """
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(
+                self._forward_tokens, x, layout, use_reentrant=False)
+        return self._forward_tokens(x, layout)
 
 
 class MixMAEStage(nn.Module):
@@ -194,14 +222,14 @@ class MixMAEStage(nn.Module):
         """
         h, w = x.shape[1:3]
         window = (min(self.window_size[0], h), min(self.window_size[1], w))
-        if groups is None and (h % window[0] or w % window[1]):
-            # keep real tokens from attending to the zero padding
-            groups = x.new_zeros((1, h, w), dtype=torch.long)
-        attn_mask = None
-        if groups is not None:
-            attn_mask = window_attn_mask(groups, window)  # (M, nW, N, N)
+        # cells (windows, or window parts of one group) built once per
+        # stage; windows overhanging the map are cut, never padded
+        layout = token_layout((h, w), window, self.window_size, groups,
+                              x.device)
+        x = layout.to_tokens(x)  # (B, L, C) cell by cell
         for block in self.blocks:
-            x = block(x, window, attn_mask)
+            x = block.forward_tokens(x, layout)  # (B, L, C)
+        x = layout.to_map(x)  # (B, H, W, C)
         out = x
         if self.downsample is not None:
             x = self.downsample(x)

@@ -2,9 +2,11 @@
 """Plain transformer parts with timm's parameter names (``norm1``,
 ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``), so official
 MixMIM checkpoints map onto them by name."""
-import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
 from torch import Tensor, nn
+
+from .cell_attention import cell_attention
+from .norm_linear import norm_linear, norm_mlp
 
 
 class Mlp(nn.Module):
@@ -39,16 +41,21 @@ class Attention(nn.Module):
     def __init__(self, embed_dims: int, num_heads: int, qkv_bias=True):
         super().__init__()
         self.num_heads = num_heads
+        self.scale = (embed_dims // num_heads)**-0.5
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x: Tensor) -> Tensor:
         """Tokens (B, L, C) -> (B, L, C)."""
-        b, n, c = x.shape
-        qkv = self.qkv(x).view(b, n, 3, self.num_heads, -1)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, nH, L, Dh)
-        x = F.scaled_dot_product_attention(q, k, v)  # (B, nH, L, Dh)
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+        return self.attend(self.qkv(x))
+
+    def attend(self, qkv: Tensor) -> Tensor:
+        """:meth:`forward` from the qkv projection (B, L, 3C)."""
+        # one cell of L tokens; on the CPU this beats the fused SDPA kernel
+        # (about as fast in fp32, 5x faster backward in bf16)
+        x = cell_attention(qkv, None, 1, qkv.shape[1], self.num_heads,
+                           self.scale)  # (B, L, C)
+        return self.proj(x)
 
 
 class Block(nn.Module):
@@ -79,5 +86,8 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Tokens (B, L, C) -> (B, L, C)."""
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        # norm_linear/norm_mlp: the same values as attn(norm1(x)) and
+        # mlp(norm2(x)), keeping less for the backward pass
+        x = x + self.drop_path(
+            self.attn.attend(norm_linear(x, self.norm1, self.attn.qkv)))
+        return x + self.drop_path(norm_mlp(x, self.norm2, self.mlp))

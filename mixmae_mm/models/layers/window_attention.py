@@ -7,7 +7,9 @@ import torch
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
+from .cell_attention import cell_attention, cell_attention_reference
 from .rel_pos import relative_position_index
+from .token_layout import Segment, TokenLayout
 
 
 class WindowAttention(nn.Module):
@@ -16,6 +18,12 @@ class WindowAttention(nn.Module):
     The bias table is built for the nominal ``window_size``; smaller windows
     (clamped to a small feature map) read its central part. The relative
     index is derived, never stored in the state dict.
+
+    Two entry points share one computation (:meth:`_attend`):
+    :meth:`forward_tokens` for tokens kept in a
+    :class:`~mixmae_mm.models.layers.token_layout.TokenLayout` (what the
+    backbone uses: attention per cell, no masking), and :meth:`forward` for
+    windows of a padded map with an optional bool mask.
 
     Args:
         embed_dims (int): Channels C.
@@ -50,19 +58,82 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
         self._index_cache = {}
+        #: One autograd function for the attention (same values as the
+        #: plain expression, fewer copies); flip to compare.
+        self.fused = True
         trunc_normal_(self.relative_position_bias_table, std=.02)
 
-    def rel_pos_bias(self, window: Tuple[int, int]) -> Tensor:
-        """Bias of every token pair of a window, shape (nH, N, N)."""
+    def _window_index(self, window: Tuple[int, int]) -> Tensor:
+        """Cached bias-table index of a full window, (N, N)."""
         device = self.relative_position_bias_table.device
         key = (tuple(window), device)
         if key not in self._index_cache:
-            self._index_cache[key] = relative_position_index(
-                window, self.window_size, device=device).flatten()
-        index = self._index_cache[key]
-        n = window[0] * window[1]
-        bias = self.relative_position_bias_table[index]  # (N*N, nH)
-        return bias.view(n, n, -1).permute(2, 0, 1)  # (nH, N, N)
+            # a normal tensor even under inference_mode, so that a later
+            # training forward may save it for backward
+            with torch.inference_mode(False):
+                self._index_cache[key] = relative_position_index(
+                    window, self.window_size, device=device)
+        return self._index_cache[key]
+
+    def rel_pos_bias(self, window: Tuple[int, int]) -> Tensor:
+        """Bias of every token pair of a window, shape (nH, N, N)."""
+        index = self._window_index(window)  # (N, N)
+        return self._bias(index[None])[0]  # (nH, N, N)
+
+    def _bias(self, index: Tensor) -> Tensor:
+        """Gather the table: index (K, n, n) -> bias (K, nH, n, n)."""
+        # index_select's backward is an index_add: on the CPU about 2x
+        # cheaper than the index_put of ``table[index]`` (3x: embedding's)
+        bias = self.relative_position_bias_table.t().index_select(
+            1, index.flatten())  # (nH, K*n*n)
+        return bias.view(-1, *index.shape).transpose(0, 1)  # (K, nH, n, n)
+
+    def _attend(self, qkv: Tensor, segment: Segment) -> Tensor:
+        """Attention within each cell of one segment.
+
+        Args:
+            qkv (Tensor): The segment's qkv, shape (B, K*n, 3C).
+            segment (Segment): K cells of n tokens, their table index and
+                optional mask.
+
+        Returns:
+            Tensor: Shape (B, K*n, C), before the output projection.
+        """
+        bias = self._bias(segment.rel_index)  # (K or 1, nH, n, n)
+        if segment.mask is not None:
+            # -inf is safe in every dtype: the diagonal is never masked.
+            bias = bias.masked_fill(~segment.mask[:, :, None],
+                                    float('-inf'))  # (M, K, nH, n, n)
+        args = (qkv, bias.to(qkv.dtype), segment.num_cells, segment.size,
+                self.num_heads, self.scale)
+        if self.fused and not (self.training and self.attn_drop.p > 0):
+            return cell_attention(*args)  # (B, K*n, C)
+        return cell_attention_reference(*args, self.attn_drop)
+
+    def forward_tokens(self, x: Tensor, layout: TokenLayout) -> Tensor:
+        """
+        Args:
+            x (Tensor): Tokens in layout order, shape (B, L, C).
+            layout (TokenLayout): Cells and segments of the stage.
+
+        Returns:
+            Tensor: Shape (B, L, C), same order.
+        """
+        return self.attend_tokens(self.qkv(x), layout)
+
+    def attend_tokens(self, qkv: Tensor, layout: TokenLayout) -> Tensor:
+        """:meth:`forward_tokens` from the qkv projection (B, L, 3C), for
+        callers that fuse it with the preceding norm."""
+        segments = layout.segments
+        if len(segments) == 1:
+            x = self._attend(qkv, segments[0])  # (B, L, C)
+        else:
+            # split/cat (not slicing) keep the backward to one copy each
+            parts = qkv.split([s.num_cells * s.size for s in segments], 1)
+            x = torch.cat(
+                [self._attend(p, s) for p, s in zip(parts, segments)],
+                dim=1)  # (B, L, C)
+        return self.proj_drop(self.proj(x))
 
     def forward(self,
                 x: Tensor,
@@ -79,15 +150,8 @@ class WindowAttention(nn.Module):
             Tensor: Shape (B, nW, N, C).
         """
         b, nw, n, c = x.shape
-        qkv = self.qkv(x).view(b, nw, n, 3, self.num_heads, -1)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, nW, nH, N, Dh)
-        bias = self.rel_pos_bias(window)  # (nH, N, N)
-        if attn_mask is not None:
-            # -inf is safe in every dtype: the diagonal is never masked.
-            bias = bias.masked_fill(~attn_mask[:, :, None],
-                                    float('-inf'))  # (M, nW, nH, N, N)
-        attn = (q * self.scale) @ k.transpose(-2, -1)  # (B, nW, nH, N, N)
-        attn = (attn + bias.to(attn.dtype)).softmax(dim=-1)
-        x = self.attn_drop(attn) @ v  # (B, nW, nH, N, Dh)
-        x = x.transpose(2, 3).reshape(b, nw, n, c)  # (B, nW, N, C)
+        segment = Segment(0, nw, n,
+                          self._window_index(window)[None], attn_mask)
+        qkv = self.qkv(x).view(b, nw * n, 3 * c)  # (B, nW*N, 3C)
+        x = self._attend(qkv, segment).view(b, nw, n, c)  # (B, nW, N, C)
         return self.proj_drop(self.proj(x))

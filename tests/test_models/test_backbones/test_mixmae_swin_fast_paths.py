@@ -1,0 +1,92 @@
+"""The stage-level token layout (cells built once per stage) against the
+per-block windows it replaced, and the memory options."""
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+
+from mixmae_mm.models.layers.mixing import (mix_images, sample_mix_mask,
+                                            upsample_mask, window_attn_mask)
+
+
+def _build(cfg, **kwargs):
+    model = MODELS.build(dict(cfg, **kwargs))
+    model.init_weights()
+    with torch.no_grad():  # non-trivial biases
+        for name, p in model.named_parameters():
+            if name.endswith('relative_position_bias_table'):
+                p.normal_()
+    return model
+
+
+def _per_block_stage(stage, x, groups):
+    """A stage as before the token layout: every block pads, partitions,
+    masks (padding always) and reverses on its own."""
+    h, w = x.shape[1:3]
+    window = (min(stage.window_size[0], h), min(stage.window_size[1], w))
+    if groups is None:
+        groups = x.new_zeros((1, h, w), dtype=torch.long)
+    mask = window_attn_mask(groups, window)  # (M, nW, N, N)
+    for block in stage.blocks:
+        x = block(x, window, mask)  # MixMAEBlock.forward, (B, H, W, C)
+    return x
+
+
+@pytest.mark.parametrize('size,per_pair,masked', [((64, 64), False, True),
+                                                  ((96, 96), True, True),
+                                                  ((64, 96), False, True),
+                                                  ((50, 70), False, False),
+                                                  ((64, 64), False, False)])
+def test_stages_equal_per_block_windows(tiny_backbone_cfg, size, per_pair,
+                                        masked):
+    # windows 6/4/4/2: stage grids 16/8/4/2 (or 24/...) are not multiples of
+    # 6, so cut border windows are exercised
+    model = _build(tiny_backbone_cfg, window_size=(6, 4, 4, 2))
+    b = 4
+    mask = sample_mix_mask(
+        b, (size[0] // 32,
+            size[1] // 32), 0.5, per_pair=per_pair) if masked else None
+    x = torch.randn(b, 3, *size)
+    if mask is not None:
+        x = mix_images(x, mask)
+    else:
+        x = torch.nn.functional.pad(x,
+                                    (0, (-size[1]) % 32, 0, (-size[0]) % 32))
+    tokens = model.patch_embed(x)
+    tokens = tokens + model.pos_embed(tokens.shape[1:3], tokens)
+    for i, stage in enumerate(model.layers):
+        groups = None
+        if mask is not None:
+            groups = upsample_mask(mask, 8 >> i).long()  # (M, H, W)
+        ref = _per_block_stage(stage, tokens, groups)
+        out, nxt = stage(tokens, groups)
+        torch.testing.assert_close(out, ref)
+        tokens = nxt
+
+
+def test_with_cp_gives_the_same_gradients(tiny_backbone_cfg):
+    x = torch.randn(4, 3, 64, 64)
+    mask = sample_mix_mask(4, (2, 2), 0.5)
+    grads = []
+    for with_cp in (False, True):
+        torch.manual_seed(0)
+        model = _build(tiny_backbone_cfg, with_cp=with_cp)
+        model(mix_images(x, mask), mask)[-1].square().sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, msg=name)
+
+
+def test_bf16_autocast_loss_close_to_fp32(tiny_mixmae_cfg):
+    model = MODELS.build(tiny_mixmae_cfg)
+    model.init_weights()
+    imgs = torch.randn(4, 3, 64, 64)
+    mask = sample_mix_mask(4, (2, 2), 0.5)
+    inputs = [imgs, mix_images(imgs, mask), mask]
+    ref = model.loss(inputs, None)['loss']
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low = model.loss(inputs, None)['loss']
+    assert torch.isfinite(low)
+    assert abs(low.item() - ref.item()) <= 1e-2 * abs(ref.item())
+    low.backward()
+    grad = model.backbone.layers[0].blocks[0].attn.relative_position_bias_table
+    assert grad.grad is not None and torch.isfinite(grad.grad).all()

@@ -1,0 +1,44 @@
+"""Smoke test of tools/analysis_tools/benchmark.py on a tiny arch: it runs,
+its loss check passes and it prints the ratio lines (no timing asserted)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = 'tools/analysis_tools/benchmark.py'
+
+
+def _run(*args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, TOOL, *args],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_pretrain_benchmark_tiny_bf16():
+    out = _run('--arch', 'tiny', '--size', '64', '--batch', '4', '--steps',
+               '1', '--warmup', '1', '--dtype', 'bf16')
+    assert 'LOSS CHECK passed: fp32 loss ours' in out
+    assert 'ours bf16' in out
+    ratio = [line for line in out.splitlines() if line.startswith('RATIO')]
+    assert len(ratio) == 1, out
+    assert 'ours/mmpretrain throughput' in ratio[0]
+    assert 'mmpretrain fp32 throughput' in ratio[0]
+    assert 'peak memory ours/mmpretrain' in ratio[0]
+    for name in ('ours (bf16)', 'mmpretrain (bf16)', 'mmpretrain-fp32'):
+        assert name in out
+
+
+def test_dense_benchmark_tiny():
+    out = _run('--arch', 'tiny', '--dense', '--dense-size', '64', '96',
+               '--steps', '1', '--warmup', '0')
+    assert 'mmdet Swin W2' in out and 'ours W4' in out
+    assert 'measured fp32 matmul rate' in out
+    lines = out.splitlines()
+    assert any(line.startswith('RATIO dense fp32') for line in lines)
