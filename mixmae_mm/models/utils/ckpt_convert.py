@@ -14,7 +14,8 @@ import pickle
 import re
 from collections import OrderedDict
 from numbers import Number
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple)
 
 import torch
 from torch import Tensor
@@ -142,6 +143,42 @@ def _raise_unknown(report: dict, source: str, expected: str) -> None:
             f'(expected {expected}):\n  {shown}{more}', keys, report)
 
 
+def _apply_rules(state_dict: Dict[str, Any],
+                 is_derived: Callable[[str], Any],
+                 rules: Sequence[Tuple[str, str]],
+                 last: int,
+                 check_derived: bool,
+                 transform: Optional[Callable[[str, Tensor], Tensor]] = None
+                 ) -> Tuple[OrderedDict, Dict[str, Any]]:
+    """The rename loop shared by the converters.
+
+    Derived tensors are dropped (and checked with ``check_derived``); every
+    other key is renamed by the first matching ``(pattern, replacement)``
+    rule (``{last}`` = index of the last stage) and optionally transformed;
+    keys no rule matches, or whose value is not a tensor, are reported as
+    ``unexpected``.
+
+    Returns:
+        tuple[OrderedDict, dict]: Converted state dict and report.
+    """
+    out, report = OrderedDict(), _new_report()
+    for key, value in state_dict.items():
+        if is_derived(key):
+            if check_derived:
+                _check_derived(key, value)
+            report['dropped'].append(key)
+            continue
+        rule = next(((p, r) for p, r in rules if re.match(p, key)), None)
+        if rule is None or not isinstance(value, Tensor):
+            report['unexpected'].append(key)
+            continue
+        new_key = re.sub(rule[0], rule[1].replace('{last}', str(last)), key)
+        out[new_key] = transform(key, value) if transform else value
+        report['converted'].append(key)
+        report['renamed'][key] = new_key
+    return out, report
+
+
 def convert_mmpretrain_mixmim(state_dict: Dict[str, Tensor],
                               num_stages: int = 4,
                               check_derived: bool = False
@@ -170,27 +207,10 @@ def convert_mmpretrain_mixmim(state_dict: Dict[str, Tensor],
         ConversionError: With ``check_derived``, if a dropped tensor is not
             the standard one.
     """
-    out, report = OrderedDict(), _new_report()
-    for key, value in state_dict.items():
-        if _DERIVED.search(key):
-            if check_derived:
-                _check_derived(key, value)
-            report['dropped'].append(key)
-            continue
-        for pattern, repl in _MMPRETRAIN_RULES:
-            if re.match(pattern, key):
-                new_key = re.sub(pattern,
-                                 repl.replace('{last}', str(num_stages - 1)),
-                                 key)
-                break
-        else:
-            report['unexpected'].append(key)
-            continue
-        if '.downsample.' in key:
-            value = unfold_to_timm_order(value)
-        out[new_key] = value
-        report['converted'].append(key)
-        report['renamed'][key] = new_key
+    out, report = _apply_rules(
+        state_dict, _DERIVED.search, _MMPRETRAIN_RULES, num_stages - 1,
+        check_derived, lambda key, value: unfold_to_timm_order(value)
+        if '.downsample.' in key else value)
     _raise_unknown(
         report, 'an mmpretrain MixMIM', 'backbone./neck./head. keys of '
         'MixMIMTransformer, MixMIMPretrainDecoder or LinearClsHead')
@@ -273,27 +293,8 @@ def convert_official_mixmim(state_dict: Dict[str, Tensor],
         for m in [re.match(r'^layers\.(\d+)\.', k)] if m
     ]
     last = max(stages) if stages else 3
-    out, report = OrderedDict(), _new_report()
-    for key, value in state_dict.items():
-        if _OFFICIAL_DERIVED.match(key):
-            if check_derived:
-                _check_derived(key, value)
-            report['dropped'].append(key)
-            continue
-        for pattern, repl in _OFFICIAL_RULES:
-            if re.match(pattern, key):
-                new_key = re.sub(pattern, repl.replace('{last}', str(last)),
-                                 key)
-                break
-        else:
-            report['unexpected'].append(key)
-            continue
-        if not isinstance(value, Tensor):
-            report['unexpected'].append(key)
-            continue
-        out[new_key] = value
-        report['converted'].append(key)
-        report['renamed'][key] = new_key
+    out, report = _apply_rules(state_dict, _OFFICIAL_DERIVED.match,
+                               _OFFICIAL_RULES, last, check_derived)
     _raise_unknown(
         report, 'an official MixMIM', 'the encoder, decoder and head keys '
         'of Sense-X/MixMIM models_mixmim.py / models_mixmim_ft.py')
