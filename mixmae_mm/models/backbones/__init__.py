@@ -1,3 +1,4 @@
 from .mixmae_swin import MixMAESwin
+from .simmim_mixmae_swin import SimMIMMixMAESwin
 
-__all__ = ['MixMAESwin']
+__all__ = ['MixMAESwin', 'SimMIMMixMAESwin']

@@ -27,7 +27,7 @@ from mmengine.runner.checkpoint import (_load_checkpoint,
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from ..layers.mixing import check_divisible, upsample_mask
+from ..layers.mixing import check_divisible, resample_mask
 from ..layers.norm_linear import norm_linear, norm_mlp
 from ..layers.pos_embed import sincos_pos_embed_2d
 from ..layers.rel_pos import resize_rel_pos_table
@@ -418,6 +418,12 @@ class MixMAESwin(BaseModule):
                 s.startswith(k.split('.')[0] + '.') for s in state_dict)
         ]
         missing = [k for k in missing if k not in new_norms]
+        # the [MASK] token of a mask-token (SimMIM-style) encoder is only
+        # used in pretraining
+        dropped = [k for k in _PRETRAIN_ONLY_KEYS
+                   if k in state_dict and k not in own]
+        for k in dropped:
+            state_dict.pop(k)
         unexpected = [k for k in state_dict if k not in own]
         mismatched = [(k, tuple(state_dict[k].shape), tuple(own[k].shape))
                       for k in state_dict
@@ -444,7 +450,9 @@ class MixMAESwin(BaseModule):
         logger.info(f'{type(self).__name__}: loaded {len(state_dict)} '
                     f'tensors from {ckpt}' + (
                         f'; new output norms initialised: {new_norms}'
-                        if new_norms else ''))
+                        if new_norms else '') + (
+                        f'; pretraining-only keys dropped: {dropped}'
+                        if dropped else ''))
 
     def adapt_state_dict(self, state_dict: Dict[str, Tensor],
                          prefix: str = '') -> Dict[str, Tensor]:
@@ -551,34 +559,73 @@ class MixMAESwin(BaseModule):
                 (padded to 32, outputs cropped back).
             mix_mask (Tensor, optional): Bool (M, H/32, W/32), M in {1, B}.
                 Enables masked self-attention: tokens attend only within
-                their own image.
+                their own image. A mask on a finer stage grid (e.g.
+                (M, H/4, W/4), the fine-mask ablation) is accepted too; at
+                coarser stages the top-left token of each merged group
+                decides its image (see
+                :func:`~mixmae_mm.models.layers.mixing.resample_mask`).
 
         Returns:
             tuple[Tensor]: One map (B, C_i, ceil(H/s_i), ceil(W/s_i)) per
             entry of ``out_indices``, with s_i the stage stride.
         """
         b, _, h, w = x.shape
+        mask_stride = None
         if mix_mask is not None:
-            check_divisible((h, w), self.mix_stride, 'Mixed images')
-            grid = (h // self.mix_stride, w // self.mix_stride)
-            if mix_mask.dim() != 3 or tuple(mix_mask.shape[1:]) != grid \
-                    or mix_mask.shape[0] not in (1, b):
-                raise ValueError(
-                    f'mix_mask must have shape (1 or {b}, {grid[0]}, '
-                    f'{grid[1]}) for images of size {(h, w)}, got '
-                    f'{tuple(mix_mask.shape)}')
+            mask_stride = self.check_mix_mask(mix_mask, b, (h, w))
         else:
             x = F.pad(x, (0, (-w) % self.mix_stride, 0,
                           (-h) % self.mix_stride))
         x = self.patch_embed(x)  # (B, H/4, W/4, C)
-        x = x + self.pos_embed(x.shape[1:3], x)
+        return self.forward_stages(x, (h, w), mix_mask, mask_stride)
 
+    def check_mix_mask(self, mix_mask: Tensor, batch_size: int,
+                       size: Tuple[int, int]) -> int:
+        """Check a mix mask against a batch of images of ``size``.
+
+        Returns:
+            int: The stride of the mask's grid (32 normally).
+        """
+        h, w = size
+        check_divisible((h, w), self.mix_stride, 'Mixed images')
+        strides = [s for s in self.out_strides if mix_mask.dim() == 3 and
+                   tuple(mix_mask.shape[1:]) == (h // s, w // s)]
+        if not strides or mix_mask.shape[0] not in (1, batch_size):
+            grids = ', '.join(f'{(h // s, w // s)} (stride {s})'
+                              for s in reversed(self.out_strides))
+            raise ValueError(
+                f'mix_mask must have shape (1 or {batch_size}, h, w) with '
+                f'(h, w) one of {grids} for images of size {(h, w)}, got '
+                f'{tuple(mix_mask.shape)}')
+        return strides[0]
+
+    def forward_stages(self,
+                       x: Tensor,
+                       size: Tuple[int, int],
+                       mix_mask: Optional[Tensor] = None,
+                       mask_stride: Optional[int] = None
+                       ) -> Tuple[Tensor, ...]:
+        """Position embedding, stages and output norms on embedded patches.
+
+        Args:
+            x (Tensor): Patch embeddings (B, H/4, W/4, C) of images padded
+                to multiples of 32.
+            size (tuple[int, int]): Unpadded image size (H, W).
+            mix_mask (Tensor, optional): Bool (M, h, w) on the grid of
+                stride ``mask_stride``; None: plain window attention.
+            mask_stride (int, optional): Stride of ``mix_mask``'s grid.
+
+        Returns:
+            tuple[Tensor]: As :meth:`forward`.
+        """
+        h, w = size
+        x = x + self.pos_embed(x.shape[1:3], x)
         outs = []
         for i, stage in enumerate(self.layers):
             groups = None
             if mix_mask is not None:
-                scale = self.mix_stride // self.out_strides[i]
-                groups = upsample_mask(mix_mask, scale).long()  # (M, H, W)
+                groups = resample_mask(mix_mask, mask_stride,
+                                       self.out_strides[i]).long()  # (M,H,W)
             out, x = stage(x, groups)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(out)  # (B, H, W, C)
@@ -590,6 +637,8 @@ class MixMAESwin(BaseModule):
 
 _DERIVED_KEYS = re.compile(
     r'(^|\.)(relative_position_index|absolute_pos_embed|attn_mask)$')
+#: Keys of pretraining encoders that fine-tuning does not use.
+_PRETRAIN_ONLY_KEYS = ('mask_token', )
 
 
 def _init_official(m: nn.Module) -> None:

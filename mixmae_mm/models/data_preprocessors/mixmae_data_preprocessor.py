@@ -34,12 +34,14 @@ class MixMAEDataPreprocessor(SelfSupDataPreprocessor):
             ``[mask_ratio, mask_ratio + range_mask_ratio)``. Defaults to 0.
         per_pair_mask (bool): One mask per pair instead of one mask shared
             by the batch (the official choice). Defaults to False.
-        mix_stride (int): Block side in pixels. Defaults to 32.
+        mix_stride (int): Block side in pixels: the encoder stride, 32
+            (a finer stage stride such as 4 only for the fine-mask
+            ablation). Defaults to 32.
         **kwargs: Other arguments of :class:`SelfSupDataPreprocessor`.
 
     Returns of ``forward``: ``dict(inputs=[imgs, mixed, mix_mask],
     data_samples=...)`` with ``imgs`` and ``mixed`` of shape (B, 3, H, W)
-    and ``mix_mask`` bool (1 or B, H/32, W/32).
+    and ``mix_mask`` bool (1 or B, H/s, W/s), s = ``mix_stride``.
     """
 
     def __init__(self,

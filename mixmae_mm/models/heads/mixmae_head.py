@@ -17,22 +17,28 @@ class MixMAEPretrainHead(BaseModule):
     Target: the normalised input image cut into ``patch_size`` patches,
     each normalised by its own mean and variance (``norm_pix``, variance
     + 1e-6) as the official ``--norm_pix_loss``. Loss: MSE averaged over all
-    tokens and values (every position is predicted exactly once).
+    tokens and values (every position is predicted exactly once). Without
+    dual reconstruction (an ablation) the decoder gives branch 1 only and
+    the MSE is averaged over the positions it predicts (mask True).
 
     Args:
         patch_size (int): Target patch side (the encoder stride).
             Defaults to 32.
         norm_pix (bool): Per-patch normalised target. Defaults to True.
+        dual_reconstruction (bool): Whether the decoder output holds both
+            branches (official). Defaults to True.
         init_cfg (dict, optional): Initialisation config.
     """
 
     def __init__(self,
                  patch_size: int = 32,
                  norm_pix: bool = True,
+                 dual_reconstruction: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.patch_size = patch_size
         self.norm_pix = norm_pix
+        self.dual_reconstruction = dual_reconstruction
 
     def construct_target(self, imgs: Tensor) -> Tensor:
         """Images (B, 3, H, W) -> targets (B, L, P*P*3)."""
@@ -45,14 +51,19 @@ class MixMAEPretrainHead(BaseModule):
 
     def predict(self, pred: Tensor, mix_mask: Tensor) -> Tensor:
         """Un-mix decoder output (2B, L, D) into one prediction per image
-        (B, L, D)."""
+        (B, L, D). A single-branch output (B, L, D) is returned as it is:
+        only its positions with mask True are predictions of hidden
+        tokens."""
+        if not self.dual_reconstruction:
+            return pred
         x1, x2 = pred.chunk(2)
         return unmix(x1, x2, mix_mask)
 
     def loss(self, pred: Tensor, imgs: Tensor, mix_mask: Tensor) -> Tensor:
         """
         Args:
-            pred (Tensor): Decoder output (2B, L, P*P*3).
+            pred (Tensor): Decoder output (2B, L, P*P*3), or (B, L, P*P*3)
+                without dual reconstruction.
             imgs (Tensor): The normalised, unmixed images (B, 3, H, W).
             mix_mask (Tensor): Bool (M, h, w).
 
@@ -61,4 +72,8 @@ class MixMAEPretrainHead(BaseModule):
         """
         rec = self.predict(pred, mix_mask).float()  # (B, L, P*P*3)
         target = self.construct_target(imgs.float())
-        return ((rec - target)**2).mean()
+        if self.dual_reconstruction:
+            return ((rec - target)**2).mean()
+        err = ((rec - target)**2).mean(-1)  # (B, L)
+        m = mix_mask.flatten(1).expand_as(err).float()  # (B, L)
+        return (err * m).sum() / m.sum()

@@ -9,6 +9,9 @@ shared by the batch, as the official code) or M = B (one mask per sample;
 samples i and B-1-i always share theirs). True (1) means the token is taken
 from the partner image ``x.flip(0)``; False (0) means it is the sample's own.
 Sample i is paired with sample B-1-i.
+
+Only the fine-mask ablation draws the mask on a finer grid (e.g. stride 4,
+the patch grid); :func:`resample_mask` moves a mask between grids.
 """
 from typing import Tuple
 
@@ -72,6 +75,36 @@ def upsample_mask(mix_mask: Tensor, scale: int) -> Tensor:
     if scale == 1:
         return mix_mask
     return mix_mask.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+
+
+def resample_mask(mix_mask: Tensor, src_stride: int,
+                  dst_stride: int) -> Tensor:
+    """Move a mask from the grid of stride ``src_stride`` to the grid of
+    stride ``dst_stride`` (both in pixels, one a multiple of the other).
+
+    A finer target grid repeats each cell; a coarser one keeps the top-left
+    cell of each group (nearest down-sampling). The coarse case only arises
+    in the fine-mask ablation, where a coarse token holds pixels of both
+    images and the top-left one decides its group.
+
+    Args:
+        mix_mask (Tensor): Mask (M, h, w) on the ``src_stride`` grid.
+        src_stride (int): Stride of ``mix_mask``'s grid.
+        dst_stride (int): Stride of the wanted grid.
+
+    Returns:
+        Tensor: Mask (M, h * src / dst, w * src / dst), same dtype.
+    """
+    if src_stride >= dst_stride:
+        if src_stride % dst_stride:
+            raise ValueError(f'stride {src_stride} is not a multiple of '
+                             f'{dst_stride}')
+        return upsample_mask(mix_mask, src_stride // dst_stride)
+    if dst_stride % src_stride:
+        raise ValueError(f'stride {dst_stride} is not a multiple of '
+                         f'{src_stride}')
+    step = dst_stride // src_stride
+    return mix_mask[:, ::step, ::step]
 
 
 def mix_images(x: Tensor, mix_mask: Tensor) -> Tensor:
@@ -150,6 +183,7 @@ def check_divisible(size: Tuple[int, int], stride: int, what: str) -> None:
 
 
 __all__ = [
-    'PAD_GROUP', 'sample_mix_mask', 'upsample_mask', 'mix_images',
+    'PAD_GROUP', 'sample_mix_mask', 'upsample_mask', 'resample_mask',
+    'mix_images',
     'mix_tokens', 'unmix', 'window_attn_mask', 'check_divisible'
 ]

@@ -33,6 +33,9 @@ class MixMAEPretrainDecoder(BaseModule):
             Defaults to 32.
         in_chans (int): Image channels predicted. Defaults to 3.
         norm_eps (float): LayerNorm epsilon. Defaults to 1e-5 (official).
+        dual_reconstruction (bool): Build both branches (official). False
+            builds branch 1 only (the single-reconstruction ablation).
+            Defaults to True.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -45,11 +48,13 @@ class MixMAEPretrainDecoder(BaseModule):
                  patch_size: int = 32,
                  in_chans: int = 3,
                  norm_eps: float = 1e-5,
+                 dual_reconstruction: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.patch_size = patch_size
+        self.dual_reconstruction = dual_reconstruction
         self.decoder_embed = nn.Linear(in_channels, embed_dims)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.decoder_blocks = nn.ModuleList([
@@ -94,14 +99,18 @@ class MixMAEPretrainDecoder(BaseModule):
         Returns:
             Tensor: Predictions (2B, L, patch_size**2 * in_chans); the first
             B rows come from branch 1 (own tokens kept), the last B from
-            branch 2 (partner tokens kept).
+            branch 2 (partner tokens kept). Only branch 1, (B, L, ...),
+            without ``dual_reconstruction``.
         """
         x = self.decoder_embed(latent.flatten(2).transpose(1, 2))  # (B, L, D)
         m = mix_mask.flatten(1)[..., None]  # (M, L, 1)
         token = self.mask_token.to(x.dtype)  # (1, 1, D)
-        x = torch.cat([torch.where(m, token, x),
-                       torch.where(m, x, token)])  # (2B, L, D)
+        if self.dual_reconstruction:
+            x = torch.cat([torch.where(m, token, x),
+                           torch.where(m, x, token)])  # (2B, L, D)
+        else:
+            x = torch.where(m, token, x)  # (B, L, D)
         x = x + self.pos_embed(latent.shape[2:], x)
         for block in self.decoder_blocks:
             x = block(x)
-        return self.decoder_pred(self.decoder_norm(x))  # (2B, L, P*P*3)
+        return self.decoder_pred(self.decoder_norm(x))  # (2B|B, L, P*P*3)

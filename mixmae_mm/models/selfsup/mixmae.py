@@ -7,6 +7,8 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ..layers.mixing import resample_mask
+
 
 @MODELS.register_module()
 class MixMAE(BaseSelfSupervisor):
@@ -21,6 +23,9 @@ class MixMAE(BaseSelfSupervisor):
             stage.
         neck (dict): :class:`MixMAEPretrainDecoder` config.
         head (dict): :class:`MixMAEPretrainHead` config.
+        masked_attention (bool): Tokens attend only to tokens of their own
+            image (official). False lets them attend across the two images
+            (an ablation). Defaults to True.
         pretrained (str, optional): Deprecated checkpoint path.
         data_preprocessor (dict, optional): Defaults to
             ``dict(type='MixMAEDataPreprocessor')``.
@@ -31,6 +36,7 @@ class MixMAE(BaseSelfSupervisor):
                  backbone: dict,
                  neck: dict,
                  head: dict,
+                 masked_attention: bool = True,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -43,6 +49,7 @@ class MixMAE(BaseSelfSupervisor):
             pretrained=pretrained,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
+        self.masked_attention = masked_attention
         last = len(self.backbone.num_features) - 1
         if tuple(self.backbone.out_indices) != (last, ):
             raise ValueError(f'MixMAE pretraining needs backbone out_indices '
@@ -57,11 +64,18 @@ class MixMAE(BaseSelfSupervisor):
         if self.neck.in_channels != channels:
             raise ValueError(f'neck.in_channels ({self.neck.in_channels}) '
                              f'must equal the encoder width {channels}')
-        if getattr(self.data_preprocessor, 'mix_stride', stride) != stride:
+        mix_stride = getattr(self.data_preprocessor, 'mix_stride', stride)
+        if mix_stride not in self.backbone.out_strides:
             raise ValueError(
-                f'data_preprocessor.mix_stride '
-                f'({self.data_preprocessor.mix_stride}) must equal the '
-                f'encoder stride {stride}')
+                f'data_preprocessor.mix_stride ({mix_stride}) must be the '
+                f'encoder stride {stride} (or, for the fine-mask ablation, '
+                f'another stage stride of {self.backbone.out_strides})')
+        if self.neck.dual_reconstruction != self.head.dual_reconstruction:
+            raise ValueError(
+                f'neck.dual_reconstruction '
+                f'({self.neck.dual_reconstruction}) and '
+                f'head.dual_reconstruction ({self.head.dual_reconstruction})'
+                f' must agree')
 
     def extract_feat(self, inputs: Union[torch.Tensor, List]) -> tuple:
         """Unmasked encoder features of the clean images.
@@ -76,12 +90,29 @@ class MixMAE(BaseSelfSupervisor):
         imgs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         return self.backbone(imgs)
 
+    def _encode_decode(self, mixed: torch.Tensor,
+                       mix_mask: torch.Tensor) -> tuple:
+        """Encoder and decoder on mixed images.
+
+        Returns:
+            tuple[Tensor, Tensor]: Decoder output (2B or B, L, P*P*3) and
+            the mask on the encoder-stride grid (M, h, w).
+        """
+        if self.masked_attention:
+            latent = self.backbone(mixed, mix_mask)[-1]  # (B, C, h, w)
+        else:
+            latent = self.backbone(mixed)[-1]
+        stride = self.backbone.out_strides[-1]
+        mask_stride = mixed.shape[-1] // mix_mask.shape[-1]
+        coarse = resample_mask(mix_mask, mask_stride, stride)  # (M, h, w)
+        return self.neck(latent, coarse), coarse
+
     def reconstruct(self, inputs: List) -> torch.Tensor:
         """Un-mixed predictions (B, L, 32*32*3) of both images, for
         visualisation."""
         _, mixed, mix_mask = inputs
-        latent = self.backbone(mixed, mix_mask)[-1]  # (B, C, h, w)
-        return self.head.predict(self.neck(latent, mix_mask), mix_mask)
+        pred, coarse = self._encode_decode(mixed, mix_mask)
+        return self.head.predict(pred, coarse)
 
     def loss(self, inputs: List, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -98,6 +129,5 @@ class MixMAE(BaseSelfSupervisor):
             raise TypeError('MixMAE.loss expects [imgs, mixed, mix_mask] '
                             'from MixMAEDataPreprocessor')
         imgs, mixed, mix_mask = inputs
-        latent = self.backbone(mixed, mix_mask)[-1]  # (B, C, h, w)
-        pred = self.neck(latent, mix_mask)  # (2B, L, P*P*3)
-        return dict(loss=self.head.loss(pred, imgs, mix_mask))
+        pred, coarse = self._encode_decode(mixed, mix_mask)
+        return dict(loss=self.head.loss(pred, imgs, coarse))

@@ -152,3 +152,31 @@ def test_window_is_clamped_to_small_maps(tiny_backbone_cfg):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(big(x)[0], exact(x)[0])
+
+
+def test_fine_mask_ablation_leaks_through_patch_merging(tiny_backbone_cfg):
+    """A mask on the stride-4 patch grid (the ablation): stage 1 still keeps
+    the two images apart, but patch merging blends them, so later stages
+    see the partner; the stride-32 mask of the method never leaks."""
+    model = _build(tiny_backbone_cfg, out_indices=(0, 1, 2, 3))
+    x = torch.randn(4, 3, 64, 64)
+    # stride 4, a checkerboard: half of the patches from the partner
+    rows, cols = torch.meshgrid(
+        torch.arange(16), torch.arange(16), indexing='ij')
+    mask = ((rows + cols) % 2 == 1)[None]  # (1, 16, 16)
+    mixed = mix_images(x, mask)
+    other = mixed.clone()
+    m = upsample_mask(mask[:1], 4)[0]  # (H, W) True = partner pixel
+    other[0][:, m] = torch.randn_like(other[0][:, m]) * 3
+    with torch.no_grad():
+        a = model(mixed, mask)
+        c = model(other, mask)
+    own0 = (a[0][0] - c[0][0]).abs()[:, ~mask[0]]  # stage 1, own tokens
+    assert own0.max() < 1e-5
+    assert (a[0][0] - c[0][0]).abs()[:, mask[0]].max() > 1e-3
+    # every stride-32 token counts as own (top-left patch) yet holds
+    # partner pixels: the leak the stride-32 grid avoids
+    assert not mask[0, ::8, ::8].any()
+    assert (a[3][0] - c[3][0]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match=r'\(16, 16\) \(stride 4\)'):
+        model(mixed, torch.zeros(1, 5, 5, dtype=torch.bool))

@@ -58,3 +58,18 @@ def test_norm_pix_target_statistics():
                                rtol=0)
     torch.testing.assert_close(t.var(-1), torch.ones(2, 4), atol=1e-3,
                                rtol=0)
+
+
+def test_single_reconstruction_loss_on_hidden_positions_only():
+    head = MixMAEPretrainHead(dual_reconstruction=False)
+    imgs = torch.randn(4, 3, 64, 96)
+    mask = sample_mix_mask(4, (2, 3), 0.5)  # 3 of 6 positions hidden
+    target = head.construct_target(imgs)  # (B, L, D)
+    pred = torch.randn(4, 6, 3072)
+    m = mask.flatten(1)[0]
+    ref = ((pred[:, m] - target[:, m])**2).mean()
+    torch.testing.assert_close(head.loss(pred, imgs, mask), ref)
+    # visible positions do not count: predicting them wrongly costs nothing
+    perfect = torch.where(m[None, :, None], target, 100.)
+    assert head.loss(perfect, imgs, mask).item() < 1e-10
+    assert head.predict(pred, mask) is pred

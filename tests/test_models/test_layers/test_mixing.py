@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from mixmae_mm.models.layers.mixing import (PAD_GROUP, mix_images,
-                                            sample_mix_mask, unmix,
-                                            upsample_mask, window_attn_mask)
+                                            resample_mask, sample_mix_mask,
+                                            unmix, upsample_mask,
+                                            window_attn_mask)
 
 
 @pytest.mark.parametrize('grid,ratio', [((7, 7), 0.5), ((4, 6), 0.3),
@@ -94,3 +95,20 @@ def test_window_attn_mask_groups_and_padding():
     # window 1 holds [1, pad, 1, pad]: real tokens never see padding
     assert not allowed[0, 1, 0, 1] and not allowed[0, 1, 1, 0]
     assert allowed[0, 1, 0, 2] and PAD_GROUP == 2
+
+
+def test_resample_mask_up_and_down():
+    mask = sample_mix_mask(2, (2, 3), 0.5)  # stride 32
+    fine = resample_mask(mask, 32, 8)  # (1, 8, 12)
+    assert torch.equal(fine, upsample_mask(mask, 4))
+    # back to 32: the top-left cell of every 4 x 4 group decides
+    assert torch.equal(resample_mask(fine, 8, 32), mask)
+    assert resample_mask(mask, 32, 32) is mask
+    # a genuinely fine mask: the coarse cell copies its top-left sub-cell
+    fine = torch.rand(1, 8, 8) > 0.5
+    coarse = resample_mask(fine, 4, 16)  # (1, 2, 2)
+    for r in range(2):
+        for c in range(2):
+            assert coarse[0, r, c] == fine[0, 4 * r, 4 * c]
+    with pytest.raises(ValueError, match='not a multiple'):
+        resample_mask(fine, 12, 8)

@@ -37,3 +37,19 @@ def test_mask_token_gets_gradient():
     out = neck(torch.randn(2, 8, 2, 2), sample_mix_mask(2, (2, 2), 0.5))
     out.sum().backward()
     assert neck.mask_token.grad.abs().sum() > 0
+
+
+def test_single_reconstruction_is_branch_one():
+    torch.manual_seed(0)
+    dual = MixMAEPretrainDecoder(
+        in_channels=32, embed_dims=16, depth=1, num_heads=2)
+    dual.init_weights()
+    single = MixMAEPretrainDecoder(
+        in_channels=32, embed_dims=16, depth=1, num_heads=2,
+        dual_reconstruction=False)
+    single.load_state_dict(dual.state_dict())
+    latent = torch.randn(4, 32, 2, 3)
+    mask = sample_mix_mask(4, (2, 3), 0.5)
+    out = single(latent, mask)
+    assert out.shape == (4, 6, 32 * 32 * 3)
+    torch.testing.assert_close(out, dual(latent, mask)[:4])

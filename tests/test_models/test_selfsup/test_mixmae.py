@@ -50,6 +50,54 @@ def test_inconsistent_parts_are_refused(tiny_mixmae_cfg):
         MODELS.build(cfg)
 
 
+def test_ablation_switches(tiny_mixmae_cfg):
+    """Masked attention off, single reconstruction, stride-4 mask: each
+    trains, and each changes what the model computes."""
+    data = _batch()
+    base = MODELS.build(tiny_mixmae_cfg)
+    base.init_weights()
+    torch.manual_seed(1)
+    ref = base(**base.data_preprocessor(data, True), mode='loss')['loss']
+
+    calls = []
+    for name, change in [
+        ('no_masked_attn', dict(masked_attention=False)),
+        ('single', dict(neck=dict(dual_reconstruction=False),
+                        head=dict(dual_reconstruction=False))),
+        ('stride4', dict(data_preprocessor=dict(mix_stride=4))),
+    ]:
+        cfg = copy.deepcopy(tiny_mixmae_cfg)
+        for key, value in change.items():
+            if isinstance(value, dict):
+                cfg[key].update(value)
+            else:
+                cfg[key] = value
+        model = MODELS.build(cfg)
+        model.load_state_dict(base.state_dict())
+        model.backbone.register_forward_pre_hook(
+            lambda mod, args, name=name: calls.append((name, len(args))))
+        torch.manual_seed(1)
+        inputs = model.data_preprocessor(data, True)['inputs']
+        loss = model(inputs, None, mode='loss')['loss']
+        loss.backward()
+        assert torch.isfinite(loss) and abs(loss.item() - ref.item()) > 1e-6
+        if name == 'stride4':
+            assert inputs[2].shape == (1, 16, 16)
+    # without masked attention the encoder gets no mask at all
+    assert calls == [('no_masked_attn', 1), ('single', 2), ('stride4', 2)]
+
+
+def test_inconsistent_reconstruction_mode_is_refused(tiny_mixmae_cfg):
+    cfg = copy.deepcopy(tiny_mixmae_cfg)
+    cfg['neck']['dual_reconstruction'] = False
+    with pytest.raises(ValueError, match='dual_reconstruction'):
+        MODELS.build(cfg)
+    cfg = copy.deepcopy(tiny_mixmae_cfg)
+    cfg['data_preprocessor']['mix_stride'] = 12
+    with pytest.raises(ValueError, match='mix_stride'):
+        MODELS.build(cfg)
+
+
 def _mmpretrain_pair(img_size=128, windows=(8, 4, 4, 2)):
     arch = dict(embed_dims=32, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8])
     theirs = MODELS.build(
