@@ -29,6 +29,10 @@ from PIL import Image, ImageDraw
 
 #: Classes of the demo ImageNet-style set; the shape drawn gives the class.
 IMAGENET_CLASSES = ('circles', 'squares', 'triangles', 'stripes')
+#: Classes of the toy-reproduction set (``tools/experiments``): the demo's
+#: four and four more, some of which differ from others only in detail
+#: (rings vs circles, diamonds vs squares, checkers vs stripes).
+TOY_CLASSES = IMAGENET_CLASSES + ('rings', 'crosses', 'diamonds', 'checkers')
 
 
 def _hw(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -66,6 +70,23 @@ def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, box, color) -> None:
         step = max(2, int(x1 - x0) // 6)
         for x in range(int(x0), int(x1), 2 * step):
             draw.rectangle((x, y0, x + step - 1, y1), fill=color)
+    elif kind == 'rings':
+        draw.ellipse(box, outline=color, width=max(2, int(x1 - x0) // 6))
+    elif kind == 'crosses':
+        t = (x1 - x0) / 6
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        draw.rectangle((cx - t, y0, cx + t, y1), fill=color)
+        draw.rectangle((x0, cy - t, x1, cy + t), fill=color)
+    elif kind == 'diamonds':
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=color)
+    elif kind == 'checkers':
+        step = max(2, int(x1 - x0) // 4)
+        for i, x in enumerate(range(int(x0), int(x1) - step + 1, step)):
+            for j, y in enumerate(range(int(y0), int(y1) - step + 1, step)):
+                if (i + j) % 2 == 0:
+                    draw.rectangle((x, y, x + step - 1, y + step - 1),
+                                   fill=color)
     else:
         raise ValueError(f'unknown shape kind {kind!r}')
 
@@ -83,11 +104,29 @@ def render_image(rng: np.random.Generator, kind: str,
     return img
 
 
+def render_toy_image(rng: np.random.Generator, kind: str,
+                     size: int) -> Image.Image:
+    """One toy-reproduction image of class ``kind``: one or two large
+    shapes in a colour far from the background's."""
+    bg = _background(rng, size)
+    img = Image.fromarray(bg)
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(1, 3))):
+        side = rng.uniform(0.35, 0.65) * size
+        x0, y0 = rng.uniform(0, size - side, 2)
+        color = _contrasting_color(rng, bg[::8, ::8].reshape(-1, 3))
+        _draw_shape(draw, kind, (x0, y0, x0 + side, y0 + side), color)
+    return img
+
+
 def make_imagenet_folder(out_dir: str,
                          num_train: int = 64,
                          num_val: int = 16,
                          size: int = 128,
-                         seed: int = 0) -> Dict[str, int]:
+                         seed: int = 0,
+                         classes: Sequence[str] = IMAGENET_CLASSES,
+                         num_unlabelled: int = 0,
+                         style: str = 'demo') -> Dict[str, int]:
     """Write ``out_dir/{train,val}/<class>/*.JPEG`` (and ``meta/*.txt``
     annotation lists in mmpretrain's ``path label`` format).
 
@@ -97,25 +136,48 @@ def make_imagenet_folder(out_dir: str,
         num_val (int): Validation images per class. Defaults to 16.
         size (int): Image side in pixels. Defaults to 128.
         seed (int): Seed; the same seed writes the same files.
+        classes (Sequence[str]): Shape kinds, one class each (see
+            ``TOY_CLASSES`` for all kinds). Defaults to ``IMAGENET_CLASSES``.
+        num_unlabelled (int): Images in ``out_dir/unlabelled/`` (no class
+            folders; classes drawn uniformly), for self-supervised
+            pretraining. Written after the labelled splits, so they do not
+            change them. Defaults to 0.
+        style (str): 'demo' (1-3 shapes of 20-50% of the side, random
+            colours, :func:`render_image`) or 'toy' (1-2 shapes of 35-65%
+            in contrasting colours, :func:`render_toy_image`).
+            Defaults to 'demo'.
 
     Returns:
         dict[str, int]: Number of images written per split.
     """
+    renderers = dict(demo=render_image, toy=render_toy_image)
+    if style not in renderers:
+        raise ValueError(f'style must be one of {sorted(renderers)}, got '
+                         f'{style!r}')
+    render = renderers[style]
     rng = np.random.default_rng(seed)
     counts = {}
     meta = Path(out_dir, 'meta')
     meta.mkdir(parents=True, exist_ok=True)
     for split, per_class in (('train', num_train), ('val', num_val)):
         lines = []
-        for label, kind in enumerate(IMAGENET_CLASSES):
+        for label, kind in enumerate(classes):
             folder = Path(out_dir, split, kind)
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(per_class):
                 name = f'{kind}_{split}_{i:04d}.JPEG'
-                render_image(rng, kind, size).save(folder / name, quality=90)
+                render(rng, kind, size).save(folder / name, quality=90)
                 lines.append(f'{osp.join(kind, name)} {label}')
         Path(meta, f'{split}.txt').write_text('\n'.join(lines) + '\n')
         counts[split] = len(lines)
+    if num_unlabelled:
+        folder = Path(out_dir, 'unlabelled')
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(num_unlabelled):
+            kind = classes[int(rng.integers(len(classes)))]
+            render(rng, kind, size).save(
+                folder / f'img_{i:05d}.JPEG', quality=90)
+        counts['unlabelled'] = num_unlabelled
     return counts
 
 

@@ -273,3 +273,41 @@ def test_same_seed_same_bytes(tmp_path, make):
     assert any(
         (tmp_path / 'a' / f).read_bytes() != (tmp_path / 'c' / f).read_bytes()
         for f in files)
+
+
+# ----------------------------------------------------------- toy shapes ----
+def test_toy_shapes_set(tmp_path):
+    from mixmae_mm.utils.demo_data import TOY_CLASSES, make_imagenet_folder
+    counts = make_imagenet_folder(
+        str(tmp_path / 'a'), num_train=2, num_val=1, size=96,
+        classes=TOY_CLASSES, num_unlabelled=5, style='toy', seed=4)
+    assert counts == {'train': 16, 'val': 8, 'unlabelled': 5}
+    assert len(list((tmp_path / 'a' / 'unlabelled').glob('*.JPEG'))) == 5
+    lines = (tmp_path / 'a' / 'meta' / 'train.txt').read_text().split()
+    labels = sorted({int(v) for v in lines[1::2]})
+    assert labels == list(range(8))
+    # the labelled splits do not depend on the unlabelled images
+    make_imagenet_folder(
+        str(tmp_path / 'b'), num_train=2, num_val=1, size=96,
+        classes=TOY_CLASSES, style='toy', seed=4)
+    for f in (tmp_path / 'b').rglob('*.JPEG'):
+        assert f.read_bytes() == (tmp_path / 'a' /
+                                  f.relative_to(tmp_path / 'b')).read_bytes()
+    with pytest.raises(ValueError, match='style'):
+        make_imagenet_folder(str(tmp_path / 'c'), 1, 1, style='nope')
+
+
+@pytest.mark.parametrize('kind', ['rings', 'crosses', 'diamonds',
+                                  'checkers'])
+def test_new_shape_kinds_differ_from_their_look_alikes(kind):
+    from PIL import ImageDraw
+    from mixmae_mm.utils.demo_data import _draw_shape
+    twin = dict(rings='circles', crosses='squares', diamonds='squares',
+                checkers='stripes')[kind]
+    masks = []
+    for k in (kind, twin):
+        img = Image.new('L', (64, 64))
+        _draw_shape(ImageDraw.Draw(img), k, (8, 8, 56, 56), 255)
+        masks.append(np.asarray(img) > 0)
+    assert masks[0].sum() > 100  # something was drawn
+    assert (masks[0] != masks[1]).mean() > 0.1

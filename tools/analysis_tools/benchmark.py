@@ -84,8 +84,10 @@ def parse_args(argv=None):
         help='torch threads (0: keep torch default)')
     p.add_argument(
         '--with-cp',
-        action='store_true',
-        help='activation checkpointing in our encoder')
+        type=int,
+        nargs='*',
+        help='activation checkpointing in our encoder: every stage, or the '
+        'stages listed (e.g. --with-cp 0 1)')
     p.add_argument(
         '--compile', action='store_true', help='torch.compile our model')
     p.add_argument(
@@ -228,6 +230,14 @@ def median(xs):
 
 
 # ------------------------------------------------------------ pretraining
+def with_cp_arg(args):
+    """``--with-cp`` as MixMAESwin's ``with_cp``: absent False, bare True,
+    with stage indices those stages."""
+    if args.with_cp is None:
+        return False
+    return list(args.with_cp) if args.with_cp else True
+
+
 def ours_cfg(args):
     arch, windows, (dec_dims, dec_depth, dec_heads) = ARCHS[args.arch]
     return dict(
@@ -236,7 +246,7 @@ def ours_cfg(args):
             type='MixMAESwin',
             arch=dict(arch),
             window_size=windows,
-            with_cp=args.with_cp),
+            with_cp=with_cp_arg(args)),
         # mmpretrain's decoder norms use eps 1e-6 (official 1e-5)
         neck=dict(
             type='MixMAEPretrainDecoder',
@@ -379,8 +389,9 @@ def peak_memory(args, impl):
         '--warmup', '1', '--steps', '1', '--threads',
         str(args.threads), '--seed',
         str(args.seed)
-    ] + (['--with-cp'] if args.with_cp else []) + (['--compile']
-                                                   if args.compile else [])
+    ] + ([] if args.with_cp is None else
+         ['--with-cp', *map(str, args.with_cp)]) + (
+             ['--compile'] if args.compile else [])
     out = subprocess.run(
         cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])

@@ -262,7 +262,10 @@ class MixMAESwin(BaseModule):
         frozen_stages (int): Stages to freeze (no gradient, eval mode):
             -1 none, 0 the patch embedding, k >= 1 also stages 0..k-1 with
             their patch merging and output norms. Defaults to -1.
-        with_cp (bool): Activation checkpointing per block.
+        with_cp (bool | Sequence[int]): Activation checkpointing per
+            block: True for every stage, or the indices of the stages whose
+            blocks recompute their activations in the backward pass (the
+            early stages hold the most activations per FLOP).
             Defaults to False.
         pretrained (str, optional): Deprecated, use ``init_cfg`` (accepted
             because mmseg's ``EncoderDecoder`` injects it).
@@ -310,7 +313,7 @@ class MixMAESwin(BaseModule):
                  drop_path_rate: float = 0.,
                  out_indices: Sequence[int] = (3, ),
                  frozen_stages: int = -1,
-                 with_cp: bool = False,
+                 with_cp: Union[bool, Sequence[int]] = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if pretrained is not None:
@@ -344,6 +347,13 @@ class MixMAESwin(BaseModule):
         self.num_features = [self.embed_dims * 2**i for i in range(num_stages)]
         self.out_strides = [patch_size * 2**i for i in range(num_stages)]
 
+        if isinstance(with_cp, bool):
+            cp_stages = set(range(num_stages)) if with_cp else set()
+        else:
+            cp_stages = {i + num_stages if i < 0 else i for i in with_cp}
+            if not cp_stages <= set(range(num_stages)):
+                raise ValueError(f'with_cp must be a bool or stage indices '
+                                 f'in [0, {num_stages}), got {with_cp}')
         self.patch_embed = PatchEmbed(in_channels, self.embed_dims,
                                       patch_size)
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
@@ -360,7 +370,7 @@ class MixMAESwin(BaseModule):
                     qkv_bias,
                     drop_paths=dpr[start:start + depth],
                     downsample=i < num_stages - 1,
-                    with_cp=with_cp))
+                    with_cp=i in cp_stages))
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
         self._pos_cache = {}

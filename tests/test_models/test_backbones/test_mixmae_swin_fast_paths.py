@@ -63,17 +63,25 @@ def test_stages_equal_per_block_windows(tiny_backbone_cfg, size, per_pair,
         tokens = nxt
 
 
-def test_with_cp_gives_the_same_gradients(tiny_backbone_cfg):
+@pytest.mark.parametrize('with_cp,stages', [(True, [0, 1, 2, 3]),
+                                             ([0, 1], [0, 1]),
+                                             ([-1], [3])])
+def test_with_cp_gives_the_same_gradients(tiny_backbone_cfg, with_cp,
+                                          stages):
     x = torch.randn(4, 3, 64, 64)
     mask = sample_mix_mask(4, (2, 2), 0.5)
     grads = []
-    for with_cp in (False, True):
+    for flag in (False, with_cp):
         torch.manual_seed(0)
-        model = _build(tiny_backbone_cfg, with_cp=with_cp)
+        model = _build(tiny_backbone_cfg, with_cp=flag)
         model(mix_images(x, mask), mask)[-1].square().sum().backward()
         grads.append({n: p.grad for n, p in model.named_parameters()})
+    assert [i for i, stage in enumerate(model.layers)
+            if stage.blocks[0].with_cp] == stages
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, msg=name)
+    with pytest.raises(ValueError, match='stage indices'):
+        _build(tiny_backbone_cfg, with_cp=[4])
 
 
 def test_bf16_autocast_loss_close_to_fp32(tiny_mixmae_cfg):
