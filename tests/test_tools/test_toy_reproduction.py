@@ -31,8 +31,9 @@ def _run(tmp_path, work, *extra):
 
 def test_smoke_run_writes_table_chart_and_readme(tmp_path):
     readme = tmp_path / 'README.md'
-    readme.write_text('intro\n<!-- toy-reproduction:start -->\nold\n'
-                      '<!-- toy-reproduction:end -->\nrest\n')
+    # markers named after the --out base name ('result')
+    readme.write_text('intro\n<!-- result:start -->\nold\n'
+                      '<!-- result:end -->\nrest\n')
     result = _run(tmp_path, 'a', '--readme', str(readme))
     rows = result['rows']
     assert [r['key'] for r in rows] == KEYS

@@ -58,8 +58,6 @@ FINETUNE_CFG = 'swin-toy-w6_1xb32-100i_toyshapes-96px.py'
 DATA = dict(
     full=dict(num_train=100, num_val=50, num_unlabelled=2000, size=96),
     smoke=dict(num_train=2, num_val=2, num_unlabelled=32, size=96))
-README_START = '<!-- toy-reproduction:start -->'
-README_END = '<!-- toy-reproduction:end -->'
 
 
 def parse_args():
@@ -77,8 +75,9 @@ def parse_args():
         'docs/toy_reproduction (smoke: WORK_DIR/toy_reproduction)')
     parser.add_argument(
         '--readme', default=None,
-        help='also put the table into this file between '
-        f'{README_START} and {README_END}')
+        help='also put the table into this file between the lines '
+        '<!-- NAME:start --> and <!-- NAME:end -->, NAME the base name of '
+        'OUT with - for _ (toy-reproduction by default)')
     parser.add_argument(
         '--smoke', action='store_true',
         help='a few iterations on a tiny set, one seed: checks the wiring')
@@ -291,7 +290,8 @@ def write_outputs(results, encoders, args, spec, seconds):
                        seconds=seconds), f, indent=1)
     plot(rows, args.out + '.png', n)
     if args.readme:
-        update_readme(args.readme, table)
+        update_readme(args.readme, table,
+                      osp.basename(args.out).replace('_', '-'))
     print(table)
 
 
@@ -319,16 +319,18 @@ def plot(rows, path, num_seeds):
     plt.close(fig)
 
 
-def update_readme(path, table):
+def update_readme(path, table, name):
+    """Replace what stands between ``<!-- name:start -->`` and
+    ``<!-- name:end -->`` in ``path`` by ``table``."""
+    start, end = f'<!-- {name}:start -->', f'<!-- {name}:end -->'
     with open(path) as f:
         text = f.read()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f'{path} lacks the markers {README_START} / '
-                         f'{README_END}')
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
+    if start not in text or end not in text:
+        raise SystemExit(f'{path} lacks the markers {start} / {end}')
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
     with open(path, 'w') as f:
-        f.write(head + README_START + '\n' + table + README_END + tail)
+        f.write(head + start + '\n' + table + end + tail)
 
 
 def main():
