@@ -59,6 +59,18 @@ def test_smoke_run_writes_table_chart_and_readme(tmp_path):
     assert 'old' not in text and '| MixMAE, single reconstruction |' in text
     assert text.startswith('intro\n') and text.endswith('rest\n')
 
+    # a run is reused only with the same settings
+    def stamp(run):
+        return (work / run / 'result.json').stat().st_mtime_ns
+
+    before = stamp('finetune_random_seed0'), stamp('pretrain_mixmae_seed0')
+    _run(tmp_path, 'a', '--encoders', 'random', 'mixmae',
+         '--finetune-iters', '1')
+    assert stamp('finetune_random_seed0') != before[0]  # redone
+    assert stamp('pretrain_mixmae_seed0') == before[1]  # reused
+    with open(work / 'finetune_random_seed0' / 'result.json') as f:
+        assert json.load(f)['run']['iters'] == 1
+
     # the same seed gives the same numbers (both pretraining algorithms
     # redone elsewhere)
     again = _run(tmp_path, 'b', '--force', '--encoders', 'simmim', 'mixmae')

@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-import mixmae_mm  # noqa: E402,F401
+import mixmae_mm  # noqa: E402,F401  (registers the modules)
 from mixmae_mm.evaluation import (extract_features,  # noqa: E402
                                   linear_probe_accuracy)
 from mixmae_mm.utils.demo_data import (TOY_CLASSES,  # noqa: E402
@@ -161,14 +161,27 @@ def console(work_dir: str, verbose: bool):
         yield
 
 
+def cached(result: str, run: dict, force: bool):
+    """The stored result of a finished run made with the same settings
+    ``run``, or None."""
+    if force or not osp.exists(result):
+        return None
+    with open(result) as f:
+        out = json.load(f)
+    return out if out.get('run') == run else None
+
+
 def pretrain(key, cfg_name, seed, args):
-    """Pretrain one encoder; returns (checkpoint, final loss, seconds)."""
+    """Pretrain one encoder; returns (checkpoint, dict with the final
+    loss and the seconds taken)."""
     work_dir = osp.join(args.work_dir, f'pretrain_{key}_seed{seed}')
     ckpt = osp.join(work_dir, f'iter_{args.pretrain_iters}.pth')
     result = osp.join(work_dir, 'result.json')
-    if osp.exists(result) and osp.exists(ckpt) and not args.force:
-        with open(result) as f:
-            return ckpt, json.load(f)
+    run = dict(config=cfg_name, iters=args.pretrain_iters, seed=seed,
+               data_root=osp.abspath(args.data_root))
+    out = cached(result, run, args.force)
+    if out is not None and osp.exists(ckpt):
+        return ckpt, out
     cfg = base_cfg(cfg_name, work_dir, seed, args.data_root,
                    args.pretrain_iters)
     start = time.time()
@@ -177,7 +190,8 @@ def pretrain(key, cfg_name, seed, args):
         runner.train()
     out = dict(
         loss=runner.message_hub.get_scalar('train/loss').current(),
-        seconds=time.time() - start)
+        seconds=time.time() - start,
+        run=run)
     with open(result, 'w') as f:
         json.dump(out, f)
     return ckpt, out
@@ -187,9 +201,12 @@ def finetune(key, ckpt, seed, args, num_classes):
     """Fine-tune and linear-probe one encoder; returns the accuracies."""
     work_dir = osp.join(args.work_dir, f'finetune_{key}_seed{seed}')
     result = osp.join(work_dir, 'result.json')
-    if osp.exists(result) and not args.force:
-        with open(result) as f:
-            return json.load(f)
+    run = dict(config=FINETUNE_CFG, iters=args.finetune_iters, seed=seed,
+               data_root=osp.abspath(args.data_root),
+               checkpoint=ckpt and osp.abspath(ckpt))
+    out = cached(result, run, args.force)
+    if out is not None:
+        return out
     cfg = base_cfg(FINETUNE_CFG, work_dir, seed, args.data_root,
                    args.finetune_iters)
     cfg.model.head.num_classes = num_classes
@@ -217,7 +234,8 @@ def finetune(key, ckpt, seed, args, num_classes):
     out = dict(
         finetune_top1=float(top1),
         probe_top1=probe,
-        seconds=time.time() - start)
+        seconds=time.time() - start,
+        run=run)
     os.makedirs(work_dir, exist_ok=True)
     with open(result, 'w') as f:
         json.dump(out, f)
@@ -273,9 +291,9 @@ def write_outputs(results, encoders, args, spec, seconds):
     lines += [
         '',
         f'Made by `{cmd.strip()}`; the runs took {compute / 60:.1f} min '
-        f'(this invocation {seconds / 60:.1f} min, finished runs are reused) on '
-        f'{platform.machine()} with {torch.get_num_threads()} threads, '
-        f'torch {torch.__version__}. The losses of different methods are not '
+        f'(this invocation {seconds / 60:.1f} min, finished runs are '
+        f'reused) on {platform.machine()} with {torch.get_num_threads()} '
+        f'threads, torch {torch.__version__}. The losses of different methods are not '
         f'comparable (MixMAE: MSE on normalised pixels; SimMIM: L1 on '
         f'masked pixels; single reconstruction: half of the positions).',
     ]

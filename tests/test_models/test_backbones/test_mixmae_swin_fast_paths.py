@@ -63,9 +63,8 @@ def test_stages_equal_per_block_windows(tiny_backbone_cfg, size, per_pair,
         tokens = nxt
 
 
-@pytest.mark.parametrize('with_cp,stages', [(True, [0, 1, 2, 3]),
-                                             ([0, 1], [0, 1]),
-                                             ([-1], [3])])
+@pytest.mark.parametrize('with_cp,stages', [
+    (True, [0, 1, 2, 3]), ([0, 1], [0, 1]), ([-1], [3])])
 def test_with_cp_gives_the_same_gradients(tiny_backbone_cfg, with_cp,
                                           stages):
     x = torch.randn(4, 3, 64, 64)
