@@ -293,8 +293,8 @@ def write_outputs(results, encoders, args, spec, seconds):
         f'Made by `{cmd.strip()}`; the runs took {compute / 60:.1f} min '
         f'(this invocation {seconds / 60:.1f} min, finished runs are '
         f'reused) on {platform.machine()} with {torch.get_num_threads()} '
-        f'threads, torch {torch.__version__}. The losses of different methods are not '
-        f'comparable (MixMAE: MSE on normalised pixels; SimMIM: L1 on '
+        f'threads, torch {torch.__version__}. The losses of different '
+        f'methods are not comparable (MixMAE: MSE on normalised pixels; SimMIM: L1 on '
         f'masked pixels; single reconstruction: half of the positions).',
     ]
     table = '\n'.join(lines) + '\n'
