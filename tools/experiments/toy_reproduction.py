@@ -294,8 +294,9 @@ def write_outputs(results, encoders, args, spec, seconds):
         f'(this invocation {seconds / 60:.1f} min, finished runs are '
         f'reused) on {platform.machine()} with {torch.get_num_threads()} '
         f'threads, torch {torch.__version__}. The losses of different '
-        f'methods are not comparable (MixMAE: MSE on normalised pixels; SimMIM: L1 on '
-        f'masked pixels; single reconstruction: half of the positions).',
+        f'methods are not comparable (MixMAE: MSE on normalised pixels; '
+        f'SimMIM: L1 on masked pixels; single reconstruction: half of the '
+        f'positions).',
     ]
     table = '\n'.join(lines) + '\n'
     with open(args.out + '.md', 'w') as f:
