@@ -76,6 +76,9 @@ def test_ablation_switches(tiny_mixmae_cfg):
         model.load_state_dict(base.state_dict())
         model.backbone.register_forward_pre_hook(
             lambda mod, args, name=name: calls.append((name, len(args))))
+        seen = {}
+        model.neck.register_forward_pre_hook(
+            lambda mod, args: seen.update(mask=args[1]))  # returns None
         torch.manual_seed(1)
         inputs = model.data_preprocessor(data, True)['inputs']
         loss = model(inputs, None, mode='loss')['loss']
@@ -83,6 +86,10 @@ def test_ablation_switches(tiny_mixmae_cfg):
         assert torch.isfinite(loss) and abs(loss.item() - ref.item()) > 1e-6
         if name == 'stride4':
             assert inputs[2].shape == (1, 16, 16)
+            # the decoder gets the stride-32 grid: top-left patch decides
+            assert torch.equal(seen['mask'], inputs[2][:, ::8, ::8])
+        else:
+            assert torch.equal(seen['mask'], inputs[2])
     # without masked attention the encoder gets no mask at all
     assert calls == [('no_masked_attn', 1), ('single', 2), ('stride4', 2)]
 
