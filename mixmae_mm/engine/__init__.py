@@ -4,7 +4,9 @@ atomic checkpoints, exact resume of the random streams, non-finite loss
 checks."""
 from . import optimizers  # noqa: F401
 from .checkpoint import (SAFE_GLOBALS, TRUSTED_GLOBALS_ENV,
-                         UnsafeCheckpointError, apply_checkpoint_trust,
+                         UnsafeCheckpointError, allowed_globals,
+                         apply_checkpoint_trust, load_from_local,
+                         register_safe_loaders, safe_load_context,
                          safe_torch_load, trust_checkpoint_globals,
                          trusted_checkpoint_globals)
 from .hooks import (AtomicCheckpointHook, MixMAEReconstructionHook,
@@ -13,7 +15,8 @@ from .launch import setup_cpu_distributed
 
 __all__ = [
     'SAFE_GLOBALS', 'TRUSTED_GLOBALS_ENV', 'UnsafeCheckpointError',
-    'apply_checkpoint_trust',
+    'allowed_globals', 'apply_checkpoint_trust', 'load_from_local',
+    'register_safe_loaders', 'safe_load_context',
     'safe_torch_load', 'trust_checkpoint_globals',
     'trusted_checkpoint_globals', 'AtomicCheckpointHook',
     'NonFiniteLossHook', 'RandomStateHook', 'MixMAEReconstructionHook',

@@ -48,3 +48,17 @@ class GetattrPayload:
 
     def __reduce__(self):
         return (getattr, (getattr, '__self__'))
+
+
+class BuildOnGlobalPayload:
+    """Unpickling sets an attribute on the allowed function
+    ``torch._utils._rebuild_tensor_v2`` (BUILD on a global, reached through
+    numpy's object-dtype ``scalar``, which returns its argument): a
+    process-wide change made with allow-listed globals only."""
+
+    def __reduce__(self):
+        import numpy as np
+        import torch
+        scalar = np.float64(0).__reduce__()[0]
+        return (scalar, (np.dtype(object), torch._utils._rebuild_tensor_v2),
+                {'pwned': True})

@@ -9,8 +9,8 @@ Pretraining checkpoints (``mask_token``, ``decoder_*``) become
 converter does not understand makes it fail (exit status 1).
 
 Official checkpoints pickle ``argparse.Namespace`` under ``'args'``; this
-tool loads with ``torch.load(weights_only=True)`` and allows that class only
-with ``--trusted``.
+tool loads with the package's restricted unpickler (an explicit allow-list,
+on every supported torch) and allows that class only with ``--trusted``.
 
 Example:
     python tools/model_converters/mixmim_official_to_mixmae.py \\

@@ -612,8 +612,8 @@ def format_report(report: Dict[str, Any], verbose: bool = True) -> str:
 
 
 class UnsafeCheckpointFileError(pickle.UnpicklingError):
-    """``torch.load(weights_only=True)`` refused a file; the message names
-    the refused globals and the opt-in."""
+    """The package's restricted checkpoint loader refused a file; the
+    message names the refused globals and the opt-in."""
 
 
 #: What ``--trusted`` allows: the ``args`` of official MixMIM checkpoints.
@@ -622,14 +622,15 @@ TRUSTED_GLOBALS = ('argparse.Namespace', )
 
 def load_checkpoint_file(path: str, trusted: bool = False) -> Any:
     """Read a checkpoint with the package's safe loader
-    (:func:`mixmae_mm.engine.checkpoint.safe_torch_load`: ``weights_only``
-    with the allow-list of mmengine Runner checkpoints).
+    (:func:`mixmae_mm.engine.checkpoint.safe_torch_load`: a restricted
+    unpickler with the allow-list of mmengine Runner checkpoints, the same
+    on every supported torch).
 
     Args:
         path (str): The file.
         trusted (bool): Also allow :data:`TRUSTED_GLOBALS`
             (``argparse.Namespace``, pickled by official MixMIM
-            checkpoints); the load stays ``weights_only=True``.
+            checkpoints); the load stays restricted.
             Defaults to False.
 
     Returns:
@@ -652,7 +653,7 @@ def load_checkpoint_file(path: str, trusted: bool = False) -> Any:
             hint = ('\nOfficial MixMIM checkpoints pickle argparse.Namespace '
                     "under 'args'. If you trust this file, re-run the "
                     'converter with --trusted (allows exactly '
-                    'argparse.Namespace; still weights_only=True).')
+                    'argparse.Namespace; the load stays restricted).')
         raise UnsafeCheckpointFileError(f'{err}{hint}') from None
 
 
