@@ -12,7 +12,9 @@ matrix product is repeated; per token and block it keeps 6 C floats fewer
 (C for each norm output, 4 C for the GELU output).
 
 Autocast is honoured explicitly: the norm runs in the input dtype, the
-linear layers in the autocast dtype, as plain autocast would run them.
+linear layers in the autocast dtype, as plain autocast would run them; the
+backward casts the same way whatever the autocast state of the thread it
+runs in (``custom_fwd``/``custom_bwd`` also restore CUDA's).
 """
 from contextlib import nullcontext
 from typing import Optional
@@ -22,12 +24,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from ...utils.torch_compat import (autocast_dtype, custom_bwd, custom_fwd,
+                                   is_autocast_enabled)
+
 
 def _compute_dtype(x: Tensor) -> Optional[torch.dtype]:
     """The autocast dtype of the linear layers, or None outside autocast."""
     device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
+    if is_autocast_enabled(device):
+        return autocast_dtype(device)
     return None
 
 
@@ -64,6 +69,7 @@ def _linear_grads(grad: Tensor, inp: Tensor, weight: Tensor, has_bias: bool):
 class _NormLinear(torch.autograd.Function):
 
     @staticmethod
+    @custom_fwd
     def forward(ctx, x, norm_w, norm_b, eps, weight, bias, mlp_w, mlp_b,
                 dtype):
         shape = (x.shape[-1], )
@@ -86,13 +92,14 @@ class _NormLinear(torch.autograd.Function):
         return out
 
     @staticmethod
+    @custom_bwd
     @once_differentiable
     def backward(ctx, grad):
         x, mean, rstd, norm_w, norm_b, weight, h, mlp_w = ctx.saved_tensors
         dtype, lead = ctx.dtype, x.shape[:-1]
         grad = grad.reshape(-1, grad.shape[-1])  # (T, O or C)
         grad_mlp_w = grad_mlp_b = None
-        with _no_autocast(x) if torch.is_autocast_enabled(
+        with _no_autocast(x) if is_autocast_enabled(
                 x.device.type) else nullcontext():
             if mlp_w is not None:
                 h = h.reshape(-1, h.shape[-1])  # (T, O)
