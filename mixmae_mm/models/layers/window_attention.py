@@ -7,7 +7,7 @@ import torch
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
-from .cell_attention import cell_attention, cell_attention_reference
+from .cell_attention import cell_attention
 from .rel_pos import relative_position_index
 from .token_layout import Segment, TokenLayout
 
@@ -58,9 +58,6 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
         self._index_cache = {}
-        #: One autograd function for the attention (same values as the
-        #: plain expression, fewer copies); flip to compare.
-        self.fused = True
         trunc_normal_(self.relative_position_bias_table, std=.02)
 
     def _window_index(self, window: Tuple[int, int]) -> Tensor:
@@ -104,11 +101,9 @@ class WindowAttention(nn.Module):
             # -inf is safe in every dtype: the diagonal is never masked.
             bias = bias.masked_fill(~segment.mask[:, :, None],
                                     float('-inf'))  # (M, K, nH, n, n)
-        args = (qkv, bias.to(qkv.dtype), segment.num_cells, segment.size,
-                self.num_heads, self.scale)
-        if self.fused and not (self.training and self.attn_drop.p > 0):
-            return cell_attention(*args)  # (B, K*n, C)
-        return cell_attention_reference(*args, self.attn_drop)
+        return cell_attention(qkv, bias.to(qkv.dtype), segment.num_cells,
+                              segment.size, self.num_heads, self.scale,
+                              self.attn_drop)  # (B, K*n, C)
 
     def forward_tokens(self, x: Tensor, layout: TokenLayout) -> Tensor:
         """

@@ -1,14 +1,33 @@
 import pytest
 import torch
 
-from mixmae_mm.models.layers.cell_attention import (cell_attention,
-                                                    cell_attention_reference)
+from mixmae_mm.models.layers.cell_attention import cell_attention
 from mixmae_mm.models.layers.mixing import window_attn_mask
 from mixmae_mm.models.layers.token_layout import token_layout
 from mixmae_mm.models.layers.window_attention import WindowAttention
 from mixmae_mm.models.layers.window_ops import (pad_to_multiple,
                                                 window_partition,
                                                 window_reverse)
+
+
+def cell_attention_reference(qkv, bias, num_cells, size, num_heads, scale):
+    """The oracle: softmax attention of each cell, one cell at a time."""
+    b, _, c3 = qkv.shape
+    dh = c3 // 3 // num_heads
+    outs = []
+    for cell in qkv.split(size, dim=1):  # (B, n, 3C)
+        q, k, v = cell.view(b, size, 3, num_heads, dh).permute(2, 0, 3, 1, 4)
+        outs.append((q, k, v))  # each (B, nH, n, Dh)
+    out = []
+    for i, (q, k, v) in enumerate(outs):
+        logits = q @ k.transpose(-1, -2) * scale  # (B, nH, n, n)
+        if bias is not None:
+            cell_bias = bias.expand(b, num_cells, *bias.shape[-3:])[:, i] \
+                if bias.dim() == 5 else bias[i if bias.shape[0] > 1 else 0]
+            logits = logits + cell_bias
+        x = logits.softmax(-1) @ v  # (B, nH, n, Dh)
+        out.append(x.transpose(1, 2).reshape(b, size, -1))
+    return torch.cat(out, dim=1)  # (B, K*n, C)
 
 
 def _attn(window=(4, 4), heads=2, dims=16):
@@ -71,6 +90,18 @@ def test_masked_attention_is_finite_under_bf16_autocast():
     torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.05)
 
 
+def _cpu_has_half_matmul():
+    try:
+        torch.ones(2, 2, dtype=torch.half) @ torch.ones(2, 2, dtype=torch.half)
+    except RuntimeError:  # torch 2.1: "addmm_impl_cpu_" not implemented
+        return False
+    return True
+
+
+@pytest.mark.xfail(
+    not _cpu_has_half_matmul(), raises=RuntimeError, strict=True,
+    reason='this torch has no fp16 matrix products on the CPU (torch 2.1); '
+    'fp16 runs on GPUs there (tools/analysis_tools/gpu_check.sh)')
 def test_masked_attention_is_finite_in_fp16():
     attn = _attn().half()
     x = torch.randn(2, 2, 16, 16).half() * 30  # large logits
@@ -96,8 +127,8 @@ def _grads(out, inputs, seed=1):
 @pytest.mark.parametrize('bias_shape', [(1, 2, 9, 9), (3, 2, 9, 9),
                                         (4, 3, 2, 9, 9), None])
 def test_cell_attention_equals_reference(bias_shape):
-    """The one-function attention gives the values and gradients of the
-    plain expression, for shared, per-cell, per-sample (masked) and no bias."""
+    """Cell attention gives the values and gradients of attention computed
+    cell by cell, for shared, per-cell, per-sample (masked) and no bias."""
     qkv = torch.randn(4, 3 * 9, 3 * 16, requires_grad=True)  # (B, K*n, 3C)
     bias = None
     if bias_shape is not None:
@@ -154,7 +185,7 @@ def test_grouped_cells_equal_masked_windows(hw, window, groups):
     torch.testing.assert_close(grad, grad_ref)
 
 
-def test_split_and_masked_cells_agree_and_fused_flag():
+def test_split_and_masked_cells_agree():
     attn = _attn(window=(4, 4), heads=2, dims=16)
     x = torch.randn(3, 64, 16)  # (B, L, C), a map of 8x8
     groups = (torch.rand(1, 8, 8) > 0.5).long()
@@ -165,8 +196,6 @@ def test_split_and_masked_cells_agree_and_fused_flag():
                               split_groups=split)
         tokens = layout.to_tokens(x.view(3, 8, 8, 16))
         outs.append(layout.to_map(attn.forward_tokens(tokens, layout)))
-        attn.fused = False  # the plain expression on the second pass
-    attn.fused = True
     torch.testing.assert_close(outs[0], outs[1])
 
 
