@@ -33,12 +33,17 @@ def test_pretrain_benchmark_tiny_bf16():
     assert 'peak memory ours/mmpretrain' in ratio[0]
     for name in ('ours (bf16)', 'mmpretrain (bf16)', 'mmpretrain-fp32'):
         assert name in out
+    # with gradients on the CPU our attention is the explicit expression
+    assert ('SDPA kernels in one step of ours: none (explicit matmul + '
+            'softmax)') in out
 
 
 def test_dense_benchmark_tiny():
     out = _run('--arch', 'tiny', '--dense', '--dense-size', '64', '96',
                '--steps', '1', '--warmup', '0')
     assert 'mmdet Swin W2' in out and 'ours W4' in out
+    # fp32 inference on the CPU takes SDPA's fused CPU kernel (our windows)
+    assert 'SDPA kernels in one forward of ours W4: flash (CPU) x' in out
     assert 'measured fp32 matmul rate' in out
     lines = out.splitlines()
     assert any(line.startswith('RATIO dense fp32') for line in lines)

@@ -270,6 +270,32 @@ def profile(name, step, top):
               f'{e.self_cpu_time_total / total:6.1%}  x{e.count}')
 
 
+#: aten ops of ``F.scaled_dot_product_attention``'s backends (forward)
+SDPA_OPS = {
+    'aten::_scaled_dot_product_flash_attention': 'flash',
+    'aten::_scaled_dot_product_flash_attention_for_cpu': 'flash (CPU)',
+    'aten::_scaled_dot_product_efficient_attention': 'memory-efficient',
+    'aten::_scaled_dot_product_cudnn_attention': 'cuDNN',
+    'aten::_scaled_dot_product_attention_math': 'math (unfused)',
+}
+
+
+def sdpa_kernels(fn):
+    """Which SDPA backends ``fn()`` ran, as 'name xCOUNT' (the profiler
+    records the dispatched aten op of each call; explicit matmul/softmax
+    attention does not appear)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    counts = {
+        SDPA_OPS[e.key]: e.count
+        for e in prof.key_averages() if e.key in SDPA_OPS
+    }
+    return ', '.join(f'{k} x{v}' for k, v in sorted(counts.items())) or \
+        'none (explicit matmul + softmax)'
+
+
 def median(xs):
     return statistics.median(xs) if xs else float('nan')
 
@@ -521,6 +547,9 @@ def run_pretrain(args):
                 models[impl].zero_grad(set_to_none=True)
 
             flops[impl] = count_flops(fwd_bwd)
+    for name in runs:
+        print(f'SDPA kernels in one step of {name}: '
+              f'{sdpa_kernels(steps[name])}')
     if args.profile:
         for name in runs:
             steps[name]()  # warm
@@ -634,6 +663,9 @@ def run_dense(args):
         k: count_flops(lambda m=m: fwd(m))
         for k, m in models.items()
     }
+    for k, m in models.items():
+        print(f'SDPA kernels in one forward of {k}: '
+              f'{sdpa_kernels(lambda m=m: fwd(m))}')
     times = {k: [] for k in models}
     order = list(models)
     for i in range(args.warmup + args.steps):
