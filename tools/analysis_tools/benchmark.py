@@ -402,16 +402,17 @@ def make_inputs(args, models):
     grid = args.size // 32
     imgs = torch.randn(
         args.batch, 3, args.size, args.size, generator=gen).to(args.device)
-    mask = sample_mix_mask(
-        args.batch, (grid, grid), 0.5, generator=gen).to(args.device)
+    # the mask stays on the host, as MixMAEDataPreprocessor gives it (the
+    # encoder plans its layouts there); mixing uses a device copy
+    mask = sample_mix_mask(args.batch, (grid, grid), 0.5, generator=gen)
     if 'mmpretrain' in models:
         masks = [
-            upsample_mask(mask, s).float().reshape(1, -1, 1)
+            upsample_mask(mask, s).float().reshape(1, -1, 1).to(args.device)
             for s in (8, 4, 2, 1)
         ]  # (1, L_i, 1) per stage, 1 = partner token
         models['mmpretrain'].backbone.random_masking = \
             lambda x, ratio: masks
-    ours = [imgs, mix_images(imgs, mask), mask]
+    ours = [imgs, mix_images(imgs, mask.to(args.device)), mask]
     return {'ours': ours, 'ours-plain': ours, 'mmpretrain': imgs}
 
 

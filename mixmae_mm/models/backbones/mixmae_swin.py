@@ -31,7 +31,8 @@ from ..layers.mixing import check_divisible, resample_mask
 from ..layers.norm_linear import norm_linear, norm_mlp
 from ..layers.pos_embed import sincos_pos_embed_2d
 from ..layers.rel_pos import resize_rel_pos_table
-from ..layers.token_layout import TokenLayout, token_layout
+from ..layers.token_layout import (TokenLayout, layouts_to, plain_layout,
+                                   plan_token_layout)
 from ..layers.transformer import Mlp
 from ..layers.window_attention import WindowAttention
 from ..layers.window_ops import (pad_to_multiple, window_partition,
@@ -205,15 +206,22 @@ class MixMAEStage(nn.Module):
         ])
         self.downsample = PatchMerging(embed_dims) if downsample else None
 
+    def clamped_window(self, hw: Tuple[int, int]) -> Tuple[int, int]:
+        """The window on a map of size ``hw``: the nominal one, clamped per
+        side to the map (a small map gets global attention)."""
+        h, w = hw
+        return min(self.window_size[0], h), min(self.window_size[1], w)
+
     def forward(self,
                 x: Tensor,
-                groups: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                layout: Optional[TokenLayout] = None) -> Tuple[Tensor, Tensor]:
         """
         Args:
             x (Tensor): Tokens, shape (B, H, W, C).
-            groups (Tensor, optional): Attention groups (M, H, W): tokens
-                attend only within their group (the mix mask upsampled to
-                this stage). None: plain window attention.
+            layout (TokenLayout, optional): The stage's cells on the device
+                of ``x`` (windows cut into the groups of a mix mask, see
+                :meth:`MixMAESwin.plan_layouts`). None: plain window
+                attention.
 
         Returns:
             tuple[Tensor, Tensor]: The stage output (B, H, W, C) and the
@@ -221,11 +229,15 @@ class MixMAEStage(nn.Module):
             tensor when there is no downsample.
         """
         h, w = x.shape[1:3]
-        window = (min(self.window_size[0], h), min(self.window_size[1], w))
-        # cells (windows, or window parts of one group) built once per
-        # stage; windows overhanging the map are cut, never padded
-        layout = token_layout((h, w), window, self.window_size, groups,
-                              x.device)
+        if layout is None:
+            # depends on shapes only: built once, then cached
+            layout = plain_layout((h, w), self.clamped_window((h, w)),
+                                  self.window_size, x.device)
+        elif tuple(layout.hw) != (h, w):
+            raise ValueError(f'the layout is for a {tuple(layout.hw)} map, '
+                             f'the stage got {(h, w)}')
+        # cells (windows, or window parts of one group) once per stage;
+        # windows overhanging the map are cut, never padded
         x = layout.to_tokens(x)  # (B, L, C) cell by cell
         for block in self.blocks:
             x = block.forward_tokens(x, layout)  # (B, L, C)
@@ -243,7 +255,10 @@ class MixMAESwin(BaseModule):
     With a mix mask it runs masked self-attention at every stage (a token
     attends only to tokens of its own image, `MixMAE
     <https://arxiv.org/abs/2205.13137>`_); without one it is the plain
-    encoder used for classification, detection and segmentation.
+    encoder used for classification, detection and segmentation. The
+    stages' token layouts are planned on the host, once per batch for a mix
+    mask (:meth:`plan_layouts`) and once per input size without one, so a
+    forward on a GPU never waits for the device.
 
     Args:
         arch (str | dict): 'b'/'base', 'l'/'large', 'h'/'huge', or a dict
@@ -574,24 +589,29 @@ class MixMAESwin(BaseModule):
                 coarser stages the top-left token of each merged group
                 decides its image (see
                 :func:`~mixmae_mm.models.layers.mixing.resample_mask`).
+                Best on the CPU (as :class:`MixMAEDataPreprocessor` gives
+                it): a mask on the device is read back once, see
+                :meth:`plan_layouts`.
 
         Returns:
             tuple[Tensor]: One map (B, C_i, ceil(H/s_i), ceil(W/s_i)) per
             entry of ``out_indices``, with s_i the stage stride.
         """
         b, _, h, w = x.shape
-        mask_stride = None
+        layouts = None
         if mix_mask is not None:
-            mask_stride = self.check_mix_mask(mix_mask, b, (h, w))
+            self.check_mix_mask(mix_mask, b, (h, w))
+            layouts = self.plan_layouts(mix_mask, (h, w), x.device)
         else:
             x = F.pad(x, (0, (-w) % self.mix_stride, 0,
                           (-h) % self.mix_stride))
         x = self.patch_embed(x)  # (B, H/4, W/4, C)
-        return self.forward_stages(x, (h, w), mix_mask, mask_stride)
+        return self.forward_stages(x, (h, w), layouts)
 
     def check_mix_mask(self, mix_mask: Tensor, batch_size: int,
                        size: Tuple[int, int]) -> int:
-        """Check a mix mask against a batch of images of ``size``.
+        """Check a mix mask against a batch of images of ``size`` (shapes
+        only, nothing is read from the device).
 
         Returns:
             int: The stride of the mask's grid (32 normally).
@@ -609,11 +629,49 @@ class MixMAESwin(BaseModule):
                 f'{tuple(mix_mask.shape)}')
         return strides[0]
 
+    def plan_layouts(self,
+                     mix_mask: Tensor,
+                     size: Tuple[int, int],
+                     device=None) -> Tuple[TokenLayout, ...]:
+        """The token layouts of all stages for one mix mask: the one place
+        per batch where the encoder reads values into Python.
+
+        The cells of a stage (window parts of one group) have sizes that
+        depend on the mask. They are planned on the host from a CPU mask and
+        all stages' tensors then reach ``device`` in one non-blocking copy,
+        so no stage and no block makes the host wait for the device. A mask
+        on an accelerator is copied to the host first, which waits for the
+        device once: pass the CPU mask where there is one.
+
+        Args:
+            mix_mask (Tensor): Bool (M, h, w), as in :meth:`forward`.
+            size (tuple[int, int]): Size (H, W) of the mixed images,
+                multiples of 32.
+            device (torch.device | str, optional): Where the stages run.
+                Defaults to the device of ``mix_mask``.
+
+        Returns:
+            tuple[TokenLayout]: One layout per stage, on ``device``, for
+            :meth:`forward_stages`.
+        """
+        h, w = size
+        mask_stride = self.check_mix_mask(mix_mask, mix_mask.shape[0], size)
+        device = mix_mask.device if device is None else device
+        mask = mix_mask.cpu()  # a no-op for a CPU mask
+        plans = []
+        for stage, stride in zip(self.layers, self.out_strides):
+            hw = (h // stride, w // stride)
+            groups = resample_mask(mask, mask_stride,
+                                   stride).long()  # (M, H, W)
+            plans.append(
+                plan_token_layout(hw, stage.clamped_window(hw),
+                                  stage.window_size, groups))
+        return tuple(layouts_to(plans, device))
+
     def forward_stages(self,
                        x: Tensor,
                        size: Tuple[int, int],
-                       mix_mask: Optional[Tensor] = None,
-                       mask_stride: Optional[int] = None
+                       layouts: Optional[Sequence[TokenLayout]] = None
                        ) -> Tuple[Tensor, ...]:
         """Position embedding, stages and output norms on embedded patches.
 
@@ -621,9 +679,9 @@ class MixMAESwin(BaseModule):
             x (Tensor): Patch embeddings (B, H/4, W/4, C) of images padded
                 to multiples of 32.
             size (tuple[int, int]): Unpadded image size (H, W).
-            mix_mask (Tensor, optional): Bool (M, h, w) on the grid of
-                stride ``mask_stride``; None: plain window attention.
-            mask_stride (int, optional): Stride of ``mix_mask``'s grid.
+            layouts (Sequence[TokenLayout], optional): One per stage, from
+                :meth:`plan_layouts` (masked self-attention). None: plain
+                window attention.
 
         Returns:
             tuple[Tensor]: As :meth:`forward`.
@@ -632,11 +690,7 @@ class MixMAESwin(BaseModule):
         x = x + self.pos_embed(x.shape[1:3], x)
         outs = []
         for i, stage in enumerate(self.layers):
-            groups = None
-            if mix_mask is not None:
-                groups = resample_mask(mix_mask, mask_stride,
-                                       self.out_strides[i]).long()  # (M,H,W)
-            out, x = stage(x, groups)
+            out, x = stage(x, None if layouts is None else layouts[i])
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(out)  # (B, H, W, C)
                 s = self.out_strides[i]

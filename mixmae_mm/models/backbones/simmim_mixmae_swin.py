@@ -64,6 +64,7 @@ class SimMIMMixMAESwin(MixMAESwin):
                              f'per {self.patch_size}-px patch), got '
                              f'{tuple(mask.shape)}')
         x = self.patch_embed(x)  # (B, H/4, W/4, C)
-        m = mask.to(x.dtype)[..., None]  # (B, H/4, W/4, 1)
+        m = mask.to(x.device, x.dtype, non_blocking=True)  # (B, H/4, W/4)
+        m = m[..., None]  # (B, H/4, W/4, 1)
         x = x * (1. - m) + self.mask_token.to(x.dtype) * m
         return self.forward_stages(x, (h, w))

@@ -15,10 +15,16 @@ class MixMAEDataPreprocessor(SelfSupDataPreprocessor):
 
     It normalises as :class:`SelfSupDataPreprocessor`, draws a random mask
     on the stride-32 grid (see :mod:`mixmae_mm.models.layers.mixing` for the
-    convention) with the global torch RNG, pairs sample i with sample B-1-i
-    and mixes the images on 32 x 32 pixel blocks. Mixing pixels before the
-    4 x 4 patch embedding equals the official token mixing after it, because
-    every patch lies inside one block.
+    convention) on the CPU with the global torch RNG, pairs sample i with
+    sample B-1-i and mixes the images on 32 x 32 pixel blocks. Mixing pixels
+    before the 4 x 4 patch embedding equals the official token mixing after
+    it, because every patch lies inside one block.
+
+    The mask stays on the host even when the images are on a GPU: the
+    encoder plans its per-stage token layouts from it without waiting for
+    the device (see :meth:`MixMAESwin.plan_layouts
+    <mixmae_mm.models.backbones.MixMAESwin.plan_layouts>`); mixing uses a
+    device copy.
 
     With an odd batch the middle sample is its own partner (as the official
     ``x.flip(0)``): it is reconstructed from itself. A batch of one cannot
@@ -40,8 +46,9 @@ class MixMAEDataPreprocessor(SelfSupDataPreprocessor):
         **kwargs: Other arguments of :class:`SelfSupDataPreprocessor`.
 
     Returns of ``forward``: ``dict(inputs=[imgs, mixed, mix_mask],
-    data_samples=...)`` with ``imgs`` and ``mixed`` of shape (B, 3, H, W)
-    and ``mix_mask`` bool (1 or B, H/s, W/s), s = ``mix_stride``.
+    data_samples=...)`` with ``imgs`` and ``mixed`` of shape (B, 3, H, W) on
+    the batch's device and ``mix_mask`` bool (1 or B, H/s, W/s) on the CPU,
+    s = ``mix_stride``.
     """
 
     def __init__(self,
@@ -79,11 +86,17 @@ class MixMAEDataPreprocessor(SelfSupDataPreprocessor):
         check_divisible((h, w), self.mix_stride, 'Pretraining images')
         ratio = self.mask_ratio
         if self.range_mask_ratio > 0:
-            ratio += self.range_mask_ratio * torch.rand(()).item()
+            # kept a tensor (the float64 value the Python sum had with
+            # .item()): nothing is read into Python per batch
+            r = torch.rand(()).double()
+            ratio = self.mask_ratio + self.range_mask_ratio * r
+        # drawn on the host with the global CPU RNG whatever the images'
+        # device: the encoder plans its token layouts from a CPU mask
         mix_mask = sample_mix_mask(
             b, (h // self.mix_stride, w // self.mix_stride),
             ratio,
             per_pair=self.per_pair_mask,
-            device=imgs.device)  # (M, h, w)
-        data['inputs'] = [imgs, mix_images(imgs, mix_mask), mix_mask]
+            device='cpu')  # (M, h, w)
+        mixed = mix_images(imgs, mix_mask.to(imgs.device, non_blocking=True))
+        data['inputs'] = [imgs, mixed, mix_mask]
         return data

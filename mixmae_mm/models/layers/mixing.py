@@ -8,12 +8,14 @@ Mask convention (used by every producer and consumer in this package):
 shared by the batch, as the official code) or M = B (one mask per sample;
 samples i and B-1-i always share theirs). True (1) means the token is taken
 from the partner image ``x.flip(0)``; False (0) means it is the sample's own.
-Sample i is paired with sample B-1-i.
+Sample i is paired with sample B-1-i. The data preprocessor draws it on the
+CPU and keeps it there: the encoder plans its token layouts from it on the
+host; mixing, the decoder and the loss use a device copy.
 
 Only the fine-mask ablation draws the mask on a finer grid (e.g. stride 4,
 the patch grid); :func:`resample_mask` moves a mask between grids.
 """
-from typing import Tuple
+from typing import Tuple, Union
 
 import torch
 from torch import Tensor
@@ -26,19 +28,21 @@ PAD_GROUP = 2
 
 def sample_mix_mask(batch_size: int,
                     grid: Tuple[int, int],
-                    mask_ratio: float,
+                    mask_ratio: Union[float, Tensor],
                     per_pair: bool = False,
                     generator: torch.Generator = None,
                     device=None) -> Tensor:
     """Draw random mix masks as the official ``random_masking`` does.
 
     Each mask sets exactly ``int(h * w * mask_ratio)`` cells to True, chosen
-    uniformly (argsort of uniform noise).
+    uniformly (the first cells in the argsort of uniform noise).
 
     Args:
         batch_size (int): B, used for per-pair masks.
         grid (tuple[int, int]): ``(h, w)``, the stride-32 grid.
-        mask_ratio (float): Share of cells taken from the partner, in (0, 1).
+        mask_ratio (float | Tensor): Share of cells taken from the partner,
+            in (0, 1); or a 0-dim tensor (a ratio drawn per batch, used
+            without reading it into Python; not checked).
         per_pair (bool): One mask per pair (i, B-1-i) instead of one for
             the whole batch. Defaults to False.
         generator (torch.Generator, optional): RNG for the noise.
@@ -47,18 +51,22 @@ def sample_mix_mask(batch_size: int,
     Returns:
         Tensor: Bool mask of shape (1, h, w), or (B, h, w) if ``per_pair``.
     """
-    if not 0. < mask_ratio < 1.:
-        raise ValueError(f'mask_ratio must lie in (0, 1), got {mask_ratio}')
     h, w = grid
     num_cells = h * w
-    num_partner = int(num_cells * mask_ratio)
+    if isinstance(mask_ratio, Tensor):
+        # int(num_cells * ratio) computed as Python does, in float64
+        num_partner = (num_cells * mask_ratio.double()).long()
+    elif not 0. < mask_ratio < 1.:
+        raise ValueError(f'mask_ratio must lie in (0, 1), got {mask_ratio}')
+    else:
+        num_partner = int(num_cells * mask_ratio)
     num_masks = (batch_size + 1) // 2 if per_pair else 1
     noise = torch.rand(
         num_masks, num_cells, generator=generator, device=device)
-    ids = noise.argsort(dim=1)[:, :num_partner]  # (M, L * ratio)
-    mask = torch.zeros(num_masks, num_cells, dtype=torch.bool, device=device)
-    mask.scatter_(1, ids, True)
-    mask = mask.view(num_masks, h, w)
+    # the rank of each cell in the noise order; the num_partner first ones
+    # go to the partner (the official scatter of argsort()[:, :num_partner])
+    rank = noise.argsort(dim=1).argsort(dim=1)  # (M, L)
+    mask = (rank < num_partner).view(num_masks, h, w)
     if per_pair:
         # sample i and its partner B-1-i use the same mask
         idx = torch.arange(batch_size, device=device)

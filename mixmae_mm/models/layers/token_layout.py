@@ -20,8 +20,18 @@ attention: about half the logits at a 0.5 mix ratio, and no mask arithmetic.
 
 Per-sample groups (M = B) cannot share one token order; then cells are the
 windows and each segment carries a bool mask (M, K, n, n).
+
+Where layouts are built: cell sizes and segment boundaries are Python
+numbers read from the groups, which on an accelerator would make the host
+wait for the device. Layouts are therefore always planned on the host
+(:func:`plan_token_layout`, CPU tensors only) and then moved to the device
+in one non-blocking copy (:func:`layouts_to`). ``MixMAESwin.plan_layouts``
+does this once per batch for all stages of a mix mask; layouts without
+groups depend on shapes only and are cached (:func:`plain_layout`).
+:func:`token_layout` plans and moves one layout, for one-off use.
 """
-from typing import NamedTuple, Optional, Tuple
+import functools
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -68,28 +78,33 @@ class TokenLayout(NamedTuple):
         x = x.flatten(1, 2)  # (B, L, C)
         if self.perm is None:
             return x
-        return _Permute.apply(x, self.perm, self.inverse)
+        return x.index_select(1, self.perm)
 
     def to_map(self, x: Tensor) -> Tensor:
         """Layout tokens (B, L, C) -> map (B, H, W, C)."""
         if self.perm is not None:
-            x = _Permute.apply(x, self.inverse, self.perm)
+            x = x.index_select(1, self.inverse)
         return x.unflatten(1, self.hw)  # (B, H, W, C)
 
 
-class _Permute(torch.autograd.Function):
-    """``x.index_select(1, perm)`` whose backward is the inverse gather
-    (cheaper than the scatter-add of ``index_select``'s backward)."""
+class HostLayout(NamedTuple):
+    """A :class:`TokenLayout` planned on the host, before
+    :func:`layouts_to` moves it to a device.
 
-    @staticmethod
-    def forward(ctx, x: Tensor, perm: Tensor, inverse: Tensor) -> Tensor:
-        ctx.save_for_backward(inverse)
-        return x.index_select(1, perm)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        inverse, = ctx.saved_tensors
-        return grad.index_select(1, inverse), None, None
+    Attributes:
+        hw, perm, inverse: As in :class:`TokenLayout` (CPU tensors).
+        segments (tuple[Segment]): As in :class:`TokenLayout`, without
+            masks.
+        group_ids (tuple[Tensor | None]): Per segment, long (M, K, n): the
+            group of every token of its cells where the segment needs a mask
+            (per-sample groups), else None. The masks are expanded from them
+            on the device: an n times smaller copy.
+    """
+    hw: Tuple[int, int]
+    perm: Optional[Tensor]
+    inverse: Optional[Tensor]
+    segments: Tuple[Segment, ...]
+    group_ids: Tuple[Optional[Tensor], ...]
 
 
 def _rel_index(ys: Tensor, xs: Tensor, table_window: Tuple[int, int]):
@@ -112,13 +127,12 @@ def _rel_index(ys: Tensor, xs: Tensor, table_window: Tuple[int, int]):
     return dy * (2 * tw - 1) + dx  # same layout as relative_position_index
 
 
-def token_layout(hw: Tuple[int, int],
-                 window: Tuple[int, int],
-                 table_window: Tuple[int, int],
-                 groups: Optional[Tensor] = None,
-                 device=None,
-                 split_groups: bool = True) -> TokenLayout:
-    """Build the token layout of a stage.
+def plan_token_layout(hw: Tuple[int, int],
+                      window: Tuple[int, int],
+                      table_window: Tuple[int, int],
+                      groups: Optional[Tensor] = None,
+                      split_groups: bool = True) -> HostLayout:
+    """Plan the token layout of a stage on the host.
 
     Args:
         hw (tuple[int, int]): Map size (H, W).
@@ -126,22 +140,24 @@ def token_layout(hw: Tuple[int, int],
             the map are cut (no padding).
         table_window (tuple[int, int]): Window of the relative position
             bias table (``WindowAttention.window_size``).
-        groups (Tensor, optional): Integer attention groups (M, H, W),
-            M in {1, B}: tokens attend only within their group.
-        device (torch.device, optional): Where to build the layout when
-            ``groups`` is None.
+        groups (Tensor, optional): Integer attention groups (M, H, W) on the
+            CPU, M in {1, B}: tokens attend only within their group.
         split_groups (bool): With groups shared by the batch (M = 1), cut
             windows into per-group cells. False keeps whole windows and
             masks instead (as always for M = B). Defaults to True.
 
     Returns:
-        TokenLayout: The layout; segments ordered by decreasing cell size.
+        HostLayout: The layout on the CPU; segments ordered by decreasing
+        cell size.
     """
+    if groups is not None and groups.device.type != 'cpu':
+        # reading a device tensor here would stall the device at every call
+        raise ValueError(f'layouts are planned on the host: pass CPU groups '
+                         f'(or use token_layout), got {groups.device}')
     h, w = hw
     wh, ww = window
-    if groups is not None:
-        device = groups.device
-    pos = torch.arange(h * w, device=device)  # (L,) row-major position
+    host = torch.device('cpu')
+    pos = torch.arange(h * w, device=host)  # (L,) row-major position
     ys, xs = pos // w, pos % w  # (L,)
     cell = (ys // wh) * -(-w // ww) + xs // ww  # (L,) window id
     split = groups is not None and groups.shape[0] == 1 and split_groups
@@ -153,32 +169,156 @@ def token_layout(hw: Tuple[int, int],
     ids = sizes.nonzero()[:, 0]  # (num_cells,) ids in use
     # cells by decreasing size, then by id: equal sizes become contiguous
     order = torch.argsort(-sizes[ids] * (ids.numel() + 1) +
-                          torch.arange(ids.numel(), device=device))
+                          torch.arange(ids.numel(), device=host))
     rank = torch.empty_like(sizes)
-    rank[ids[order]] = torch.arange(ids.numel(), device=device)
+    rank[ids[order]] = torch.arange(ids.numel(), device=host)
     perm = torch.sort(rank[cell], stable=True)[1]  # (L,) map pos per slot
     inverse = torch.empty_like(perm)
     inverse[perm] = pos  # (L,)
     counts = sizes[ids[order]].tolist()  # cell sizes in layout order
 
-    segments, start, i = [], 0, 0
+    segments, group_ids, start, i = [], [], 0, 0
     wy, wx = ys % wh, xs % ww  # (L,) position inside the window
     while i < len(counts):
         n, k = counts[i], 1
         while i + k < len(counts) and counts[i + k] == n:
             k += 1
         tokens = perm[start:start + k * n].view(k, n)  # (K, n) map pos
-        mask = None
+        gids = None
         if groups is not None and not split:
-            g = groups.flatten(1)[:, tokens]  # (M, K, n)
-            mask = g[..., :, None] == g[..., None, :]  # (M, K, n, n)
+            gids = groups.flatten(1)[:, tokens].long()  # (M, K, n)
         segments.append(
             Segment(start, k, n,
-                    _rel_index(wy[tokens], wx[tokens], table_window), mask))
+                    _rel_index(wy[tokens], wx[tokens], table_window)))
+        group_ids.append(gids)
         start, i = start + k * n, i + k
     if torch.equal(perm, pos):
         perm = inverse = None
-    return TokenLayout((h, w), perm, inverse, tuple(segments))
+    return HostLayout((h, w), perm, inverse, tuple(segments), tuple(group_ids))
 
 
-__all__ = ['Segment', 'TokenLayout', 'token_layout']
+def _host_tensors(layout: HostLayout) -> List[Tensor]:
+    """The tensors of a host layout, in the order :func:`layouts_to`
+    reads them back."""
+    tensors = [t for t in (layout.perm, layout.inverse) if t is not None]
+    for segment, gids in zip(layout.segments, layout.group_ids):
+        tensors.append(segment.rel_index)
+        if gids is not None:
+            tensors.append(gids)
+    return tensors
+
+
+def _copy_to(tensors: List[Tensor], device: torch.device) -> List[Tensor]:
+    """Long CPU tensors -> the same on ``device``: views of one buffer,
+    filled by one copy that the host does not wait for."""
+    if device.type == 'cpu' or not tensors:
+        return tensors
+    sizes = [t.numel() for t in tensors]
+    # pinned: the copy is truly asynchronous (from pageable memory the
+    # driver may stage it synchronously)
+    flat = torch.empty(
+        sum(sizes), dtype=torch.long, pin_memory=device.type == 'cuda')
+    torch.cat([t.reshape(-1) for t in tensors], out=flat)
+    flat = flat.to(device, non_blocking=True)
+    return [part.view(t.shape) for part, t in zip(flat.split(sizes), tensors)]
+
+
+def layouts_to(layouts: Sequence[HostLayout], device) -> List[TokenLayout]:
+    """Move planned layouts to ``device`` with one non-blocking copy, and
+    expand their masks there. No value is read back to the host.
+
+    Args:
+        layouts (Sequence[HostLayout]): Layouts from
+            :func:`plan_token_layout`.
+        device (torch.device | str): Where the stages run.
+
+    Returns:
+        list[TokenLayout]: The layouts on ``device``, same order.
+    """
+    device = torch.device(device)
+    moved = iter(
+        _copy_to([t for lay in layouts for t in _host_tensors(lay)], device))
+    out = []
+    for lay in layouts:
+        perm = inverse = None
+        if lay.perm is not None:
+            perm, inverse = next(moved), next(moved)
+        segments = []
+        for segment, gids in zip(lay.segments, lay.group_ids):
+            rel_index, mask = next(moved), None
+            if gids is not None:
+                g = next(moved)  # (M, K, n)
+                mask = g[..., :, None] == g[..., None, :]  # (M, K, n, n)
+            segments.append(segment._replace(rel_index=rel_index, mask=mask))
+        out.append(TokenLayout(lay.hw, perm, inverse, tuple(segments)))
+    return out
+
+
+def token_layout(hw: Tuple[int, int],
+                 window: Tuple[int, int],
+                 table_window: Tuple[int, int],
+                 groups: Optional[Tensor] = None,
+                 device=None,
+                 split_groups: bool = True) -> TokenLayout:
+    """Build the token layout of a stage: :func:`plan_token_layout` on the
+    host, then :func:`layouts_to`. Groups on an accelerator are read back
+    first (the device waits once): per-batch code plans from host groups.
+
+    Args:
+        hw (tuple[int, int]): Map size (H, W).
+        window (tuple[int, int]): Window ``(Wh, Ww)``; windows overhanging
+            the map are cut (no padding).
+        table_window (tuple[int, int]): Window of the relative position
+            bias table (``WindowAttention.window_size``).
+        groups (Tensor, optional): Integer attention groups (M, H, W),
+            M in {1, B}: tokens attend only within their group.
+        device (torch.device, optional): Where to put the layout; defaults
+            to the device of ``groups``, else the CPU.
+        split_groups (bool): With groups shared by the batch (M = 1), cut
+            windows into per-group cells. False keeps whole windows and
+            masks instead (as always for M = B). Defaults to True.
+
+    Returns:
+        TokenLayout: The layout; segments ordered by decreasing cell size.
+    """
+    if groups is not None:
+        device = groups.device
+        groups = groups.cpu()
+    plan = plan_token_layout(hw, window, table_window, groups, split_groups)
+    return layouts_to([plan], 'cpu' if device is None else device)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
+                  table_window: Tuple[int, int],
+                  device: torch.device) -> TokenLayout:
+    # normal tensors even under inference_mode, so that a later training
+    # forward may save them for backward
+    with torch.inference_mode(False):
+        return layouts_to([plan_token_layout(hw, window, table_window)],
+                          device)[0]
+
+
+def plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
+                 table_window: Tuple[int, int], device) -> TokenLayout:
+    """The layout of plain window attention (no groups), cached per map
+    size, window, table window and device (the 64 most recent): after the
+    first call for a shape it costs neither host work nor a copy.
+
+    Args:
+        hw (tuple[int, int]): Map size (H, W).
+        window (tuple[int, int]): Window ``(Wh, Ww)``.
+        table_window (tuple[int, int]): Window of the bias table.
+        device (torch.device | str): Where the layout lives.
+
+    Returns:
+        TokenLayout: Shared between callers; not to be modified.
+    """
+    return _plain_layout(
+        tuple(hw), tuple(window), tuple(table_window), torch.device(device))
+
+
+__all__ = [
+    'Segment', 'TokenLayout', 'HostLayout', 'plan_token_layout', 'layouts_to',
+    'token_layout', 'plain_layout'
+]

@@ -94,9 +94,16 @@ class MixMAE(BaseSelfSupervisor):
                        mix_mask: torch.Tensor) -> tuple:
         """Encoder and decoder on mixed images.
 
+        Args:
+            mixed (Tensor): Mixed images (B, 3, H, W).
+            mix_mask (Tensor): Bool (M, h, w), best on the CPU as the
+                preprocessor gives it (the encoder plans its layouts from
+                it on the host).
+
         Returns:
             tuple[Tensor, Tensor]: Decoder output (2B or B, L, P*P*3) and
-            the mask on the encoder-stride grid (M, h, w).
+            the mask on the encoder-stride grid (M, h, w), on the device of
+            ``mixed``.
         """
         if self.masked_attention:
             latent = self.backbone(mixed, mix_mask)[-1]  # (B, C, h, w)
@@ -105,6 +112,8 @@ class MixMAE(BaseSelfSupervisor):
         stride = self.backbone.out_strides[-1]
         mask_stride = mixed.shape[-1] // mix_mask.shape[-1]
         coarse = resample_mask(mix_mask, mask_stride, stride)  # (M, h, w)
+        # one copy for the decoder and the loss (a no-op for a device mask)
+        coarse = coarse.to(latent.device, non_blocking=True)
         return self.neck(latent, coarse), coarse
 
     def reconstruct(self, inputs: List) -> torch.Tensor:
@@ -119,7 +128,8 @@ class MixMAE(BaseSelfSupervisor):
         """
         Args:
             inputs (list): ``[imgs, mixed, mix_mask]`` from
-                :class:`MixMAEDataPreprocessor`.
+                :class:`MixMAEDataPreprocessor` (the mask on the CPU; a
+                device mask works too, read back once by the encoder).
             data_samples (list[DataSample]): Unused.
 
         Returns:

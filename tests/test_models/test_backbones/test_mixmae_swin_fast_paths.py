@@ -53,12 +53,13 @@ def test_stages_equal_per_block_windows(tiny_backbone_cfg, size, per_pair,
                                     (0, (-size[1]) % 32, 0, (-size[0]) % 32))
     tokens = model.patch_embed(x)
     tokens = tokens + model.pos_embed(tokens.shape[1:3], tokens)
+    layouts = [None] * 4 if mask is None else model.plan_layouts(mask, size)
     for i, stage in enumerate(model.layers):
         groups = None
         if mask is not None:
             groups = upsample_mask(mask, 8 >> i).long()  # (M, H, W)
         ref = _per_block_stage(stage, tokens, groups)
-        out, nxt = stage(tokens, groups)
+        out, nxt = stage(tokens, layouts[i])
         torch.testing.assert_close(out, ref)
         tokens = nxt
 
