@@ -1,6 +1,7 @@
 """Shared tiny settings: CPU-fast archs and inputs."""
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 
 import mixmae_mm  # noqa: F401  (registers every module for all tests)
 
@@ -14,6 +15,17 @@ TINY_WINDOWS = (4, 4, 4, 2)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """Runners set mmengine's DefaultScope (e.g. 'mmseg' for an mmseg
+    config); later tests that build from mmpretrain's registries must not
+    inherit it."""
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
 
 
 @pytest.fixture

@@ -44,6 +44,41 @@ else:  # torch < 2.4: the same decorators, CUDA-only by construction
     custom_bwd = torch.cuda.amp.custom_bwd
 
 
+def flop_counter_mode():
+    """``torch.utils.flop_counter.FlopCounterMode(display=False)`` that
+    also counts SDPA's fused CPU kernel.
+
+    Newer torch (2.14 here) runs that kernel as an op of its own,
+    ``_scaled_dot_product_flash_attention_for_cpu``, which the counter's
+    registry (``flop_registry``) lacks: it is counted with the formulas of
+    the CUDA flash op. torch 2.1 has neither that op nor ``flop_registry``
+    (its table is ``flop_mapping``), and nothing is added.
+    """
+    from torch.utils import flop_counter
+    aten = torch.ops.aten
+    custom = {}
+    registry = getattr(flop_counter, 'flop_registry', None)
+    if registry is not None and hasattr(
+            aten, '_scaled_dot_product_flash_attention_for_cpu'):
+
+        def same_as(op):
+
+            def formula(*args, **kwargs):  # takes tensors, as registered
+                return registry[op](*args, **kwargs)
+
+            formula._get_raw = True
+            return formula
+
+        custom = {
+            aten._scaled_dot_product_flash_attention_for_cpu:
+            same_as(aten._scaled_dot_product_flash_attention),
+            aten._scaled_dot_product_flash_attention_for_cpu_backward:
+            same_as(aten._scaled_dot_product_flash_attention_backward),
+        }
+    return flop_counter.FlopCounterMode(display=False, custom_mapping=custom)
+
+
 __all__ = [
-    'autocast_dtype', 'custom_bwd', 'custom_fwd', 'is_autocast_enabled'
+    'autocast_dtype', 'custom_bwd', 'custom_fwd', 'flop_counter_mode',
+    'is_autocast_enabled'
 ]

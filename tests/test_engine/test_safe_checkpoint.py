@@ -60,16 +60,6 @@ def globals_in_torch_save(path):
     return found
 
 
-@pytest.fixture(autouse=True)
-def _restore_default_scope():
-    """Runners set mmengine's DefaultScope ('mmengine'); later tests that
-    build from mmpretrain's registries must not inherit it."""
-    saved = DefaultScope._instance_dict.copy()
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(saved)
-
-
 class ToyModel(BaseModel):
 
     def __init__(self):

@@ -9,23 +9,12 @@ import torch
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import BaseModel
-from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 import mixmae_mm  # noqa: F401
 from mixmae_mm.engine import (AtomicCheckpointHook, NonFiniteLossHook,
                               RandomStateHook)
-
-
-@pytest.fixture(autouse=True)
-def _restore_default_scope():
-    """Runners set mmengine's DefaultScope ('mmengine'); later tests that
-    build from mmpretrain's registries must not inherit it."""
-    saved = DefaultScope._instance_dict.copy()
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(saved)
 
 
 class ToyModel(BaseModel):

@@ -199,28 +199,8 @@ def matmul_rate(dtype, device, n=None, reps=10):
 
 def count_flops(fn):
     """FLOPs executed by ``fn()`` (matrix products, convolutions, SDPA)."""
-    from torch.utils import flop_counter
-    aten = torch.ops.aten
-    registry = flop_counter.flop_registry
-
-    # torch's counter knows the CUDA SDPA kernels only: count the CPU flash
-    # kernel with the same formulas
-    def same_as(op):
-
-        def formula(*args, **kwargs):  # takes tensors, as registered ones
-            return registry[op](*args, **kwargs)
-
-        formula._get_raw = True
-        return formula
-
-    custom = {
-        aten._scaled_dot_product_flash_attention_for_cpu:
-        same_as(aten._scaled_dot_product_flash_attention),
-        aten._scaled_dot_product_flash_attention_for_cpu_backward:
-        same_as(aten._scaled_dot_product_flash_attention_backward),
-    }
-    with flop_counter.FlopCounterMode(
-            display=False, custom_mapping=custom) as counter:
+    from mixmae_mm.utils.torch_compat import flop_counter_mode
+    with flop_counter_mode() as counter:
         fn()
     return counter.get_total_flops()
 
