@@ -326,14 +326,16 @@ def build_models(args, impls=IMPLS):
     grid = args.size // 32
     torch.manual_seed(args.seed)
     if 'mmpretrain' not in impls:
-        ours = MODELS.build(ours_cfg(args))
-        ours.init_weights()
+        # 'ours' and/or 'ours-plain', same weights; one model per impl (the
+        # peak-memory subprocesses build exactly one)
         models = {}
-        for impl in impls:  # 'ours' and/or 'ours-plain', same weights
+        for impl in impls:
             models[impl] = MODELS.build(ours_cfg(args))
-            models[impl].load_state_dict(ours.state_dict())
-            models[impl].to(args.device).train()
-        return models
+            if len(models) == 1:
+                models[impl].init_weights()
+            else:
+                models[impl].load_state_dict(models[impls[0]].state_dict())
+        return {k: m.to(args.device).train() for k, m in models.items()}
     theirs = MODELS.build(
         dict(
             type='MixMIM',
