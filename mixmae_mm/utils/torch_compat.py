@@ -5,43 +5,7 @@ torch releases (2.1 to 2.15, see the README's support matrix).
 Each helper names the release that introduced the API it guards, so that it
 can go once the oldest supported torch has it. Callers never test versions.
 """
-import functools
-
 import torch
-
-
-def is_autocast_enabled(device_type: str) -> bool:
-    """Whether autocast is on for ``device_type`` ('cpu', 'cuda', ...).
-
-    ``torch.is_autocast_enabled(device_type)`` exists since torch 2.4; before
-    it, the argument-free form answers for CUDA only.
-    """
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4
-        if device_type == 'cpu':
-            return torch.is_autocast_cpu_enabled()
-        return torch.is_autocast_enabled()
-
-
-def autocast_dtype(device_type: str) -> torch.dtype:
-    """The autocast dtype of ``device_type`` (``torch.get_autocast_dtype``,
-    torch >= 2.4; the per-device getters before)."""
-    if hasattr(torch, 'get_autocast_dtype'):
-        return torch.get_autocast_dtype(device_type)
-    if device_type == 'cpu':  # torch < 2.4
-        return torch.get_autocast_cpu_dtype()
-    return torch.get_autocast_gpu_dtype()
-
-
-if hasattr(torch.amp, 'custom_fwd'):  # torch >= 2.4
-    #: Decorators that run a custom autograd function's backward under the
-    #: CUDA autocast state of its forward (no input casts).
-    custom_fwd = functools.partial(torch.amp.custom_fwd, device_type='cuda')
-    custom_bwd = functools.partial(torch.amp.custom_bwd, device_type='cuda')
-else:  # torch < 2.4: the same decorators, CUDA-only by construction
-    custom_fwd = torch.cuda.amp.custom_fwd
-    custom_bwd = torch.cuda.amp.custom_bwd
 
 
 def flop_counter_mode():
@@ -78,7 +42,4 @@ def flop_counter_mode():
     return flop_counter.FlopCounterMode(display=False, custom_mapping=custom)
 
 
-__all__ = [
-    'autocast_dtype', 'custom_bwd', 'custom_fwd', 'flop_counter_mode',
-    'is_autocast_enabled'
-]
+__all__ = ['flop_counter_mode']

@@ -13,12 +13,6 @@ measured per implementation in a fresh subprocess (``--mem-only IMPL``):
 peak RSS (``VmHWM``) on the CPU, ``torch.cuda.max_memory_allocated`` on a
 GPU.
 
-Ablation mode (``--plain FN``): our model against itself with one custom
-autograd function replaced by the plain expression it computes (same
-weights, same inputs, losses checked equal), to show whether the function
-pays for itself in step time or peak memory (the project keeps a custom
-autograd function only if it saves at least 5% of one of them).
-
 Dense mode (``--dense``): the plain backbone forward (no mask, all four
 stages out) at 800x1333 against mmdet 3.3.0's ``SwinTransformer`` of the
 same width (window 7, shifted windows: mmdet's Swin-B); ours runs with its
@@ -36,7 +30,6 @@ Examples::
     python tools/analysis_tools/benchmark.py                  # Swin-B, fp32
     python tools/analysis_tools/benchmark.py --dtype bf16
     python tools/analysis_tools/benchmark.py --dense
-    python tools/analysis_tools/benchmark.py --plain norm_linear
     python tools/analysis_tools/benchmark.py --arch tiny --size 64 \
         --steps 2 --warmup 1                                  # smoke test
 """
@@ -68,17 +61,6 @@ ARCHS = {
           num_heads=[6, 12, 24, 48]), (14, 14, 14, 7), (512, 8, 16)),
 }
 IMPLS = ('ours', 'mmpretrain')
-#: --plain: the custom autograd functions that can be swapped for the plain
-#: expression, as (module, attribute, plain replacement)
-PLAIN = {
-    'norm_linear':
-    tuple((mod, attr, fn)
-          for mod in ('mixmae_mm.models.backbones.mixmae_swin',
-                      'mixmae_mm.models.layers.transformer')
-          for attr, fn in (('norm_linear',
-                            lambda x, norm, linear: linear(norm(x))),
-                           ('norm_mlp', lambda x, norm, mlp: mlp(norm(x))))),
-}
 
 
 def parse_args(argv=None):
@@ -126,7 +108,7 @@ def parse_args(argv=None):
     p.add_argument('--dense-batch', type=int, default=1)
     p.add_argument(
         '--mem-only',
-        choices=IMPLS + ('ours-plain', ),
+        choices=IMPLS,
         help='(internal) run one implementation, print its peak '
         'memory as JSON')
     p.add_argument(
@@ -136,35 +118,8 @@ def parse_args(argv=None):
         metavar='N',
         help='profile one step per implementation and print the '
         'N ops with the largest self time')
-    p.add_argument(
-        '--plain',
-        choices=sorted(PLAIN),
-        help='compare our model with itself with this custom autograd '
-        'function replaced by its plain expression (instead of mmpretrain)')
     p.add_argument('--seed', type=int, default=0)
     return p.parse_args(argv)
-
-
-def impls(args):
-    """The two implementations compared."""
-    return ('ours', 'ours-plain') if args.plain else IMPLS
-
-
-@contextlib.contextmanager
-def plain_functions(name):
-    """Swap the custom autograd function ``name`` (a key of
-    :data:`PLAIN`) for its plain expression inside the block."""
-    import importlib
-    saved = []
-    for mod, attr, fn in PLAIN[name] if name else ():
-        module = importlib.import_module(mod)
-        saved.append((module, attr, getattr(module, attr)))
-        setattr(module, attr, fn)
-    try:
-        yield
-    finally:
-        for module, attr, fn in saved:
-            setattr(module, attr, fn)
 
 
 # ----------------------------------------------------------------- helpers
@@ -326,16 +281,9 @@ def build_models(args, impls=IMPLS):
     grid = args.size // 32
     torch.manual_seed(args.seed)
     if 'mmpretrain' not in impls:
-        # 'ours' and/or 'ours-plain', same weights; one model per impl (the
-        # peak-memory subprocesses build exactly one)
-        models = {}
-        for impl in impls:
-            models[impl] = MODELS.build(ours_cfg(args))
-            if len(models) == 1:
-                models[impl].init_weights()
-            else:
-                models[impl].load_state_dict(models[impls[0]].state_dict())
-        return {k: m.to(args.device).train() for k, m in models.items()}
+        ours = MODELS.build(ours_cfg(args))
+        ours.init_weights()
+        return dict(ours=ours.to(args.device).train())
     theirs = MODELS.build(
         dict(
             type='MixMIM',
@@ -394,25 +342,24 @@ def make_inputs(args, models):
         ]  # (1, L_i, 1) per stage, 1 = partner token
         models['mmpretrain'].backbone.random_masking = \
             lambda x, ratio: masks
-    ours = [imgs, mix_images(imgs, mask.to(args.device)), mask]
-    return {'ours': ours, 'ours-plain': ours, 'mmpretrain': imgs}
+    return dict(
+        ours=[imgs, mix_images(imgs, mask.to(args.device)), mask],
+        mmpretrain=imgs)
 
 
 def loss_of(model, inputs):
     return model.loss(inputs, None)['loss']
 
 
-def make_step(args, model, inputs, plain=None):
-    """One full training step: forward, backward, AdamW, zero_grad (with
-    the custom autograd function ``plain`` swapped for its expression)."""
+def make_step(args, model, inputs):
+    """One full training step: forward, backward, AdamW, zero_grad."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
 
     def step():
-        with plain_functions(plain):
-            with autocast(args):
-                loss = loss_of(model, inputs)
-            loss.backward()
+        with autocast(args):
+            loss = loss_of(model, inputs)
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss
@@ -422,16 +369,13 @@ def make_step(args, model, inputs, plain=None):
 
 def check_losses(args, models, inputs):
     """Assert the documented loss agreement; return a printable line."""
-    other = impls(args)[1]
     with torch.no_grad():
-        losses = {}
-        for k, m in models.items():
-            with plain_functions(args.plain if k == 'ours-plain' else None):
-                losses[k] = loss_of(m, inputs[k]).item()
-        rel = abs(losses['ours'] - losses[other]) / abs(losses[other])
+        losses = {k: loss_of(m, inputs[k]).item() for k, m in models.items()}
+        rel = abs(losses['ours'] - losses['mmpretrain']) / abs(
+            losses['mmpretrain'])
         ok = rel <= 1e-5
-        line = (f'fp32 loss ours {losses["ours"]:.7f} {other} '
-                f'{losses[other]:.7f} rel diff {rel:.2e} (<= 1e-5)')
+        line = (f'fp32 loss ours {losses["ours"]:.7f} mmpretrain '
+                f'{losses["mmpretrain"]:.7f} rel diff {rel:.2e} (<= 1e-5)')
         if args.dtype == 'bf16':
             with autocast(args):
                 low = loss_of(models['ours'], inputs['ours']).item()
@@ -454,8 +398,7 @@ def peak_memory(args, impl):
         '--warmup', '1', '--steps', '1', '--threads',
         str(args.threads), '--seed',
         str(args.seed)
-    ] + (['--plain', args.plain] if args.plain else []) + (
-        [] if args.with_cp is None else
+    ] + ([] if args.with_cp is None else
          ['--with-cp', *map(str, args.with_cp)]) + (
              ['--compile'] if args.compile else [])
     out = subprocess.run(
@@ -483,8 +426,7 @@ def mem_only(args):
     model = models[args.mem_only]
     if args.compile and args.mem_only == 'ours':
         model.loss = torch.compile(model.loss)
-    step = make_step(args, model, inputs[args.mem_only],
-                     args.plain if args.mem_only == 'ours-plain' else None)
+    step = make_step(args, model, inputs[args.mem_only])
     before = rss_mib()
     if args.device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
@@ -502,31 +444,27 @@ def mem_only(args):
 
 
 def run_pretrain(args):
-    pair = impls(args)
-    models = build_models(args, pair)
+    models = build_models(args)
     inputs = make_inputs(args, models)
     print(check_losses(args, models, inputs), flush=True)
     if args.compile:
         models['ours'].loss = torch.compile(models['ours'].loss)
-    runs = {k: (args, k) for k in pair}
-    if args.dtype == 'bf16' and not args.no_fp32_ref and not args.plain:
+    runs = {k: (args, k) for k in IMPLS}
+    if args.dtype == 'bf16' and not args.no_fp32_ref:
         runs['mmpretrain-fp32'] = (argparse.Namespace(
             **dict(vars(args), dtype='fp32')), 'mmpretrain')
     steps = {
-        name: make_step(a, models[impl], inputs[impl],
-                        args.plain if impl == 'ours-plain' else None)
+        name: make_step(a, models[impl], inputs[impl])
         for name, (a, impl) in runs.items()
     }
     flops = {}
     if not args.no_flops:
-        for impl in pair:  # forward + backward, no optimizer
+        for impl in IMPLS:  # forward + backward, no optimizer
 
             def fwd_bwd(impl=impl):
-                with plain_functions(
-                        args.plain if impl == 'ours-plain' else None):
-                    with autocast(args):
-                        loss = loss_of(models[impl], inputs[impl])
-                    loss.backward()
+                with autocast(args):
+                    loss = loss_of(models[impl], inputs[impl])
+                loss.backward()
                 models[impl].zero_grad(set_to_none=True)
 
             flops[impl] = count_flops(fwd_bwd)
@@ -550,7 +488,7 @@ def run_pretrain(args):
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - t)
     rate = max(rate, matmul_rate(mm_dtype, args.device))
-    mem = {} if args.no_mem else {k: peak_memory(args, k) for k in pair}
+    mem = {} if args.no_mem else {k: peak_memory(args, k) for k in IMPLS}
     report_pretrain(args, times, flops, rate, mem)
 
 
@@ -565,31 +503,29 @@ def report_pretrain(args, times, flops, rate, mem):
     key = 'peak_cuda_mib' if args.device == 'cuda' else 'peak_rss_mib'
     print(f'{"impl":<18}{"median s":>10}{"min s":>8}{"img/s":>8}'
           f'{"GFLOP/step":>12}{"GFLOP/s":>9}{"of mm":>7}{"peak MiB":>10}')
-    pair = impls(args)
     for name, ts in times.items():
         med = median(ts)
         impl = 'mmpretrain' if name.startswith('mmpretrain') else name
-        f = flops.get(impl) if name in pair else None
+        f = flops.get(impl) if name in IMPLS else None
         gf = f'{f / 1e9:.1f}' if f else '-'
         gfs = f'{f / 1e9 / med:.0f}' if f else '-'
         share = f'{f / 1e9 / med / rate:.0%}' if f else '-'
         peak = f'{mem[name][key]:.0f}' if name in mem else '-'
-        label = name + (f' ({args.dtype})' if name in pair else '')
+        label = name + (f' ({args.dtype})' if name in IMPLS else '')
         print(f'{label:<18}{med:>10.3f}{min(ts):>8.3f}'
               f'{args.batch / med:>8.2f}{gf:>12}{gfs:>9}{share:>7}'
               f'{peak:>10}')
-    other = pair[1]
-    speed = median(times[other]) / median(times['ours'])
-    line = (f'RATIO {args.dtype}: ours/{other} throughput {speed:.2f}x')
+    speed = median(times['mmpretrain']) / median(times['ours'])
+    line = (f'RATIO {args.dtype}: ours/mmpretrain throughput {speed:.2f}x')
     if 'mmpretrain-fp32' in times:
         ref = median(times['mmpretrain-fp32'])
         line += (f', ours {args.dtype} / mmpretrain fp32 throughput '
                  f'{ref / median(times["ours"]):.2f}x')
     if mem:
-        line += (f', peak memory ours/{other} '
-                 f'{mem["ours"][key] / mem[other][key]:.2f}')
+        line += (f', peak memory ours/mmpretrain '
+                 f'{mem["ours"][key] / mem["mmpretrain"][key]:.2f}')
         if args.device == 'cpu':
-            act = [mem[k][key] - mem[k]['rss_before_mib'] for k in pair]
+            act = [mem[k][key] - mem[k]['rss_before_mib'] for k in IMPLS]
             line += f' (growth over the pre-step RSS {act[0] / act[1]:.2f})'
     print(line)
 

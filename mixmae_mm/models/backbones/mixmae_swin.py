@@ -28,7 +28,6 @@ from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 from ..layers.mixing import check_divisible, resample_mask
-from ..layers.norm_linear import norm_linear, norm_mlp
 from ..layers.pos_embed import sincos_pos_embed_2d
 from ..layers.rel_pos import resize_rel_pos_table
 from ..layers.token_layout import (TokenLayout, layouts_to, plain_layout,
@@ -145,13 +144,11 @@ class MixMAEBlock(nn.Module):
         return self._forward(x, window, attn_mask)
 
     def _forward_tokens(self, x: Tensor, layout: TokenLayout) -> Tensor:
-        # norm_linear/norm_mlp: the same values as qkv(norm1(x)) and
-        # mlp(norm2(x)), keeping less for the backward pass
-        qkv = norm_linear(x, self.norm1, self.attn.qkv)  # (B, L, 3C)
         # residuals added in place to the fresh branch outputs (the layers
         # that made them keep no output for backward)
-        x = self.drop_path(self.attn.attend_tokens(qkv, layout)).add_(x)
-        return self.drop_path(norm_mlp(x, self.norm2, self.mlp)).add_(x)
+        x = self.drop_path(self.attn.forward_tokens(self.norm1(x),
+                                                    layout)).add_(x)
+        return self.drop_path(self.mlp(self.norm2(x))).add_(x)
 
     def forward_tokens(self, x: Tensor, layout: TokenLayout) -> Tensor:
         """

@@ -114,11 +114,7 @@ class WindowAttention(nn.Module):
         Returns:
             Tensor: Shape (B, L, C), same order.
         """
-        return self.attend_tokens(self.qkv(x), layout)
-
-    def attend_tokens(self, qkv: Tensor, layout: TokenLayout) -> Tensor:
-        """:meth:`forward_tokens` from the qkv projection (B, L, 3C), for
-        callers that fuse it with the preceding norm."""
+        qkv = self.qkv(x)  # (B, L, 3C)
         segments = layout.segments
         if len(segments) == 1:
             x = self._attend(qkv, segments[0])  # (B, L, C)
