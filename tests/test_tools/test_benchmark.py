@@ -50,4 +50,3 @@ def test_dense_benchmark_tiny():
     assert 'measured fp32 matmul rate' in out
     lines = out.splitlines()
     assert any(line.startswith('RATIO dense fp32') for line in lines)
-

@@ -51,7 +51,8 @@ def test_arch_list_override_and_forced_cuda_without_gpu():
                     TORCH_CUDA_ARCH_LIST='9.0')
     assert rc == 0 and p['mmcv_branch'] == 'cuda-build'
     assert p['wheel_dir'].endswith('-cu130-sm90')
-    rc, p, _ = plan('torch=2.14.1 cuda=13.0 caps=8.0', TORCH_CUDA_ARCH_LIST='9.0')
+    rc, p, _ = plan('torch=2.14.1 cuda=13.0 caps=8.0',
+                    TORCH_CUDA_ARCH_LIST='9.0')
     assert p['arch_list'] == '9.0'
 
 

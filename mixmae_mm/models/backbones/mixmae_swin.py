@@ -399,7 +399,8 @@ class MixMAESwin(BaseModule):
             if key not in self.arch_zoo:
                 raise ValueError(f'unknown arch {arch!r}; choose one of '
                                  f'{sorted(set(self.arch_zoo))} or pass a '
-                                 f'dict with keys {sorted(self.essential_keys)}')
+                                 f'dict with keys '
+                                 f'{sorted(self.essential_keys)}')
             return dict(self.arch_zoo[key])
         if not isinstance(arch, dict) or not self.essential_keys <= set(arch):
             raise ValueError(f'a custom arch must be a dict with keys '

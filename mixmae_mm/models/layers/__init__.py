@@ -9,6 +9,6 @@ from .window_attention import WindowAttention
 __all__ = [
     'mix_images', 'mix_tokens', 'resample_mask', 'sample_mix_mask', 'unmix',
     'upsample_mask', 'window_attn_mask', 'patchify', 'unpatchify',
-    'sincos_pos_embed_2d', 'relative_position_index', 'resize_rel_pos_table', 'Block', 'Mlp',
-    'WindowAttention'
+    'sincos_pos_embed_2d', 'relative_position_index', 'resize_rel_pos_table',
+    'Block', 'Mlp', 'WindowAttention'
 ]

@@ -119,8 +119,8 @@ def _rel_index(ys: Tensor, xs: Tensor, table_window: Tuple[int, int]):
         Tensor: Long (K, n, n), or (1, n, n) if all cells agree.
     """
     th, tw = table_window
-    if ys.shape[0] > 1 and bool((ys == ys[:1]).all()) and bool(
-        (xs == xs[:1]).all()):
+    same = bool((ys == ys[:1]).all()) and bool((xs == xs[:1]).all())
+    if ys.shape[0] > 1 and same:
         ys, xs = ys[:1], xs[:1]  # all cells alike: one shared (1, n, n)
     dy = ys[:, :, None] - ys[:, None, :] + th - 1  # (K, n, n)
     dx = xs[:, :, None] - xs[:, None, :] + tw - 1  # (K, n, n)
