@@ -46,8 +46,8 @@
 # mmcv-lite (no compiled ops) is enough for pretraining only: mmdet and
 # mmseg import mmcv.ops. For steps 2b/2c put a CUDA-built mmcv 2.1.0 wheel
 # (mmcv-2.1.0-*.whl) in the folder instead, built for the GPU machine's
-# torch (see the project's shared/ENVIRONMENT.md: MMCV_WITH_OPS=1 FORCE_CUDA=1
-# TORCH_CUDA_ARCH_LIST=9.0 pip wheel --no-build-isolation ./mmcv-2.1.0);
+# torch: MIXMAE_MMCV_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 bash tools/setup_env.sh
+# leaves it in ~/.cache/mixmae_mm/wheels/torch-<ver>-cp311-x86_64-cu<cuda>-sm90/;
 # when such a wheel is there it is installed instead of mmcv-lite. The GPU
 # machine's torch is used as it is; the folder should not hold a torch.
 set -euo pipefail
