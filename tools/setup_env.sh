@@ -201,14 +201,18 @@ log "mmcv branch: $MMCV_BRANCH${ARCH_LIST:+ (archs $ARCH_LIST, CUDA $CUDA_VER)}"
 WHEEL_DIR="$CACHE/wheels/$WHEEL_KEY"
 mkdir -p "$WHEEL_DIR"
 
-# Whether the installed mmcv's extension holds CUDA kernels (no GPU needed:
-# the kernel names are in the shared object's symbol table).
+# Whether the installed mmcv's extension holds CUDA kernels (no GPU needed),
+# by the detector of tools/check_env.py (standard library only, so it loads
+# before this package is installed).
 mmcv_has_cuda_kernels() {
-    "$PY" - <<'EOF'
+    "$PY" - "$REPO/mixmae_mm/utils/check_env.py" <<'EOF'
 import importlib.util, sys
-spec = importlib.util.find_spec('mmcv._ext')
-data = open(spec.origin, 'rb').read() if spec and spec.origin else b''
-sys.exit(0 if b'roi_align_forward_cuda_kernel' in data else 1)
+spec = importlib.util.spec_from_file_location('check_env', sys.argv[1])
+check_env = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(check_env)
+ext = importlib.util.find_spec('mmcv._ext')
+sys.exit(0 if ext and ext.origin and check_env.detect_cuda_kernels(
+    ext.origin)['has_cuda_kernels'] else 1)
 EOF
 }
 mmcv_ok() {
@@ -288,7 +292,7 @@ import, or it lacks the expected CUDA kernels (branch $MMCV_BRANCH): remove \
 $WHEEL_DIR and run again"
 fi
 if [[ "$MMCV_BRANCH" != cpu ]]; then
-    log "verified: mmcv's extension contains CUDA kernels (roi_align_forward_cuda_kernel)"
+    log "verified: mmcv's extension contains CUDA kernels"
 fi
 
 log "4/5 mmengine, mmpretrain, mmdet, mmsegmentation, test tools"

@@ -598,8 +598,7 @@ class MixMAESwin(BaseModule):
         b, _, h, w = x.shape
         layouts = None
         if mix_mask is not None:
-            self.check_mix_mask(mix_mask, b, (h, w))
-            layouts = self.plan_layouts(mix_mask, (h, w), x.device)
+            layouts = self.plan_layouts(mix_mask, (h, w), x.device, b)
         else:
             x = F.pad(x, (0, (-w) % self.mix_stride, 0,
                           (-h) % self.mix_stride))
@@ -630,7 +629,9 @@ class MixMAESwin(BaseModule):
     def plan_layouts(self,
                      mix_mask: Tensor,
                      size: Tuple[int, int],
-                     device=None) -> Tuple[TokenLayout, ...]:
+                     device=None,
+                     batch_size: Optional[int] = None
+                     ) -> Tuple[TokenLayout, ...]:
         """The token layouts of all stages for one mix mask: the one place
         per batch where the encoder reads values into Python.
 
@@ -647,13 +648,16 @@ class MixMAESwin(BaseModule):
                 multiples of 32.
             device (torch.device | str, optional): Where the stages run.
                 Defaults to the device of ``mix_mask``.
+            batch_size (int, optional): Images in the batch, checked
+                against the mask's M. Defaults to M.
 
         Returns:
             tuple[TokenLayout]: One layout per stage, on ``device``, for
             :meth:`forward_stages`.
         """
         h, w = size
-        mask_stride = self.check_mix_mask(mix_mask, mix_mask.shape[0], size)
+        mask_stride = self.check_mix_mask(
+            mix_mask, batch_size or mix_mask.shape[0], size)
         device = mix_mask.device if device is None else device
         mask = mix_mask.cpu()  # a no-op for a CPU mask
         plans = []

@@ -53,12 +53,11 @@ class MixMAEPretrainHead(BaseModule):
         """Un-mix decoder output (2B, L, D) into one prediction per image
         (B, L, D). A single-branch output (B, L, D) is returned as it is:
         only its positions with mask True are predictions of hidden
-        tokens. ``mix_mask`` (M, h, w) is best on the device of ``pred``
-        (a CPU mask is copied there)."""
+        tokens. ``mix_mask`` (M, h, w) is on the device of ``pred``."""
         if not self.dual_reconstruction:
             return pred
         x1, x2 = pred.chunk(2)
-        return unmix(x1, x2, mix_mask.to(pred.device, non_blocking=True))
+        return unmix(x1, x2, mix_mask)
 
     def loss(self, pred: Tensor, imgs: Tensor, mix_mask: Tensor) -> Tensor:
         """
@@ -66,13 +65,12 @@ class MixMAEPretrainHead(BaseModule):
             pred (Tensor): Decoder output (2B, L, P*P*3), or (B, L, P*P*3)
                 without dual reconstruction.
             imgs (Tensor): The normalised, unmixed images (B, 3, H, W).
-            mix_mask (Tensor): Bool (M, h, w), best on the device of
-                ``pred`` (a CPU mask is copied there).
+            mix_mask (Tensor): Bool (M, h, w) on the device of ``pred``
+                (:class:`MixMAE` moves the host mask there once).
 
         Returns:
             Tensor: Scalar MSE.
         """
-        mix_mask = mix_mask.to(pred.device, non_blocking=True)
         rec = self.predict(pred, mix_mask).float()  # (B, L, P*P*3)
         target = self.construct_target(imgs.float())
         if self.dual_reconstruction:

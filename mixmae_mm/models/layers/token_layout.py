@@ -119,8 +119,8 @@ def _rel_index(ys: Tensor, xs: Tensor, table_window: Tuple[int, int]):
         Tensor: Long (K, n, n), or (1, n, n) if all cells agree.
     """
     th, tw = table_window
-    same = bool((ys == ys[:1]).all()) and bool((xs == xs[:1]).all())
-    if ys.shape[0] > 1 and same:
+    if ys.shape[0] > 1 and bool((ys == ys[:1]).all()) \
+            and bool((xs == xs[:1]).all()):
         ys, xs = ys[:1], xs[:1]  # all cells alike: one shared (1, n, n)
     dy = ys[:, :, None] - ys[:, None, :] + th - 1  # (K, n, n)
     dx = xs[:, :, None] - xs[:, None, :] + tw - 1  # (K, n, n)
@@ -264,19 +264,8 @@ def token_layout(hw: Tuple[int, int],
     host, then :func:`layouts_to`. Groups on an accelerator are read back
     first (the device waits once): per-batch code plans from host groups.
 
-    Args:
-        hw (tuple[int, int]): Map size (H, W).
-        window (tuple[int, int]): Window ``(Wh, Ww)``; windows overhanging
-            the map are cut (no padding).
-        table_window (tuple[int, int]): Window of the relative position
-            bias table (``WindowAttention.window_size``).
-        groups (Tensor, optional): Integer attention groups (M, H, W),
-            M in {1, B}: tokens attend only within their group.
-        device (torch.device, optional): Where to put the layout; defaults
-            to the device of ``groups``, else the CPU.
-        split_groups (bool): With groups shared by the batch (M = 1), cut
-            windows into per-group cells. False keeps whole windows and
-            masks instead (as always for M = B). Defaults to True.
+    Args: as :func:`plan_token_layout`, plus ``device`` (where to put the
+    layout; defaults to the device of ``groups``, else the CPU).
 
     Returns:
         TokenLayout: The layout; segments ordered by decreasing cell size.

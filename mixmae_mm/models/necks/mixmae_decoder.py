@@ -94,8 +94,8 @@ class MixMAEPretrainDecoder(BaseModule):
         Args:
             latent (Tensor): Encoder output (B, C, h, w) on the stride-32
                 grid.
-            mix_mask (Tensor): Bool (M, h, w), M in {1, B}, best on the
-                device of ``latent`` (a CPU mask is copied there).
+            mix_mask (Tensor): Bool (M, h, w), M in {1, B}, on the device
+                of ``latent`` (:class:`MixMAE` moves the host mask once).
 
         Returns:
             Tensor: Predictions (2B, L, patch_size**2 * in_chans); the first
@@ -104,9 +104,7 @@ class MixMAEPretrainDecoder(BaseModule):
             without ``dual_reconstruction``.
         """
         x = self.decoder_embed(latent.flatten(2).transpose(1, 2))  # (B, L, D)
-        # a no-op for a mask already on the device (MixMAE moves it once)
-        m = mix_mask.to(x.device, non_blocking=True)
-        m = m.flatten(1)[..., None]  # (M, L, 1)
+        m = mix_mask.flatten(1)[..., None]  # (M, L, 1)
         token = self.mask_token.to(x.dtype)  # (1, 1, D)
         if self.dual_reconstruction:
             x = torch.cat([torch.where(m, token, x),
