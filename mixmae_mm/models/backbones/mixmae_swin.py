@@ -34,8 +34,6 @@ from ..layers.token_layout import (TokenLayout, layouts_to, plain_layout,
                                    plan_token_layout)
 from ..layers.transformer import Mlp
 from ..layers.window_attention import WindowAttention
-from ..layers.window_ops import (pad_to_multiple, window_partition,
-                                 window_reverse)
 
 
 class PatchEmbed(nn.Module):
@@ -81,16 +79,16 @@ class PatchMerging(nn.Module):
 
 
 class MixMAEBlock(nn.Module):
-    """Pre-norm window-attention block (no shift).
+    """Pre-norm window-attention block (no shift) on the tokens of a stage,
+    kept in the stage's :class:`TokenLayout` order.
 
     Args:
         embed_dims (int): Channels C.
         num_heads (int): Heads nH.
-        window_size (tuple[int, int]): Nominal window.
+        window_size (tuple[int, int]): Nominal window (of the bias table).
         mlp_ratio (float): MLP hidden width over C. Defaults to 4.
         qkv_bias (bool): Bias in qkv. Defaults to True.
         drop_path (float): Stochastic depth rate. Defaults to 0.
-        with_cp (bool): Activation checkpointing. Defaults to False.
     """
 
     def __init__(self,
@@ -99,10 +97,8 @@ class MixMAEBlock(nn.Module):
                  window_size: Tuple[int, int],
                  mlp_ratio: float = 4.,
                  qkv_bias: bool = True,
-                 drop_path: float = 0.,
-                 with_cp: bool = False) -> None:
+                 drop_path: float = 0.) -> None:
         super().__init__()
-        self.with_cp = with_cp
         self.norm1 = nn.LayerNorm(embed_dims)
         self.attn = WindowAttention(embed_dims, num_heads, window_size,
                                     qkv_bias)
@@ -110,60 +106,20 @@ class MixMAEBlock(nn.Module):
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path else nn.Identity()
 
-    def _forward(self, x: Tensor, window: Tuple[int, int],
-                 attn_mask: Optional[Tensor]) -> Tensor:
-        b, h, w, c = x.shape
-        y = pad_to_multiple(self.norm1(x), window)  # (B, Hp, Wp, C)
-        hp, wp = y.shape[1:3]
-        y = window_partition(y, window)  # (B, nW, N, C)
-        y = self.attn(y, window, attn_mask)  # (B, nW, N, C)
-        y = window_reverse(y, window, hp, wp)[:, :h, :w]  # (B, H, W, C)
-        x = x + self.drop_path(y)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-    def forward(self,
-                x: Tensor,
-                window: Tuple[int, int],
-                attn_mask: Optional[Tensor] = None) -> Tensor:
-        """Apply the block to a map, windows built for this call (stages
-        use :meth:`forward_tokens`, whose windows are built once per stage).
-
-        Args:
-            x (Tensor): Tokens, shape (B, H, W, C).
-            window (tuple[int, int]): Window, at most the map size.
-            attn_mask (Tensor, optional): Bool (M, nW, N, N) over the
-                windows of the zero-padded map, see
-                :func:`~mixmae_mm.models.layers.mixing.window_attn_mask`.
-
-        Returns:
-            Tensor: Shape (B, H, W, C).
-        """
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(
-                self._forward, x, window, attn_mask, use_reentrant=False)
-        return self._forward(x, window, attn_mask)
-
-    def _forward_tokens(self, x: Tensor, layout: TokenLayout) -> Tensor:
-        # residuals added in place to the fresh branch outputs (the layers
-        # that made them keep no output for backward)
-        x = self.drop_path(self.attn.forward_tokens(self.norm1(x),
-                                                    layout)).add_(x)
-        return self.drop_path(self.mlp(self.norm2(x))).add_(x)
-
-    def forward_tokens(self, x: Tensor, layout: TokenLayout) -> Tensor:
+    def forward(self, x: Tensor, layout: TokenLayout) -> Tensor:
         """
         Args:
-            x (Tensor): Tokens in the stage's layout order, shape (B, L, C).
-            layout (TokenLayout): The stage's cells, see
-                :func:`~mixmae_mm.models.layers.token_layout.token_layout`.
+            x (Tensor): Tokens in layout order, shape (B, L, C).
+            layout (TokenLayout): The stage's cells (windows, or window
+                parts of one image under a mix mask).
 
         Returns:
             Tensor: Shape (B, L, C).
         """
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(
-                self._forward_tokens, x, layout, use_reentrant=False)
-        return self._forward_tokens(x, layout)
+        # residuals added in place to the fresh branch outputs (the layers
+        # that made them keep no output for backward)
+        x = self.drop_path(self.attn(self.norm1(x), layout)).add_(x)
+        return self.drop_path(self.mlp(self.norm2(x))).add_(x)
 
 
 class MixMAEStage(nn.Module):
@@ -180,7 +136,8 @@ class MixMAEStage(nn.Module):
         qkv_bias (bool): Bias in qkv. Defaults to True.
         drop_paths (Sequence[float]): Stochastic depth rate per block.
         downsample (bool): Merge patches after the blocks. Defaults to False.
-        with_cp (bool): Activation checkpointing. Defaults to False.
+        with_cp (bool): Recompute each block's activations in the backward
+            pass (activation checkpointing). Defaults to False.
     """
 
     def __init__(self,
@@ -195,11 +152,11 @@ class MixMAEStage(nn.Module):
                  with_cp: bool = False) -> None:
         super().__init__()
         self.window_size = tuple(window_size)
+        self.with_cp = with_cp
         drop_paths = list(drop_paths) or [0.] * depth
         self.blocks = nn.ModuleList([
             MixMAEBlock(embed_dims, num_heads, self.window_size, mlp_ratio,
-                        qkv_bias, drop_paths[j], with_cp)
-            for j in range(depth)
+                        qkv_bias, drop_paths[j]) for j in range(depth)
         ])
         self.downsample = PatchMerging(embed_dims) if downsample else None
 
@@ -216,7 +173,7 @@ class MixMAEStage(nn.Module):
         Args:
             x (Tensor): Tokens, shape (B, H, W, C).
             layout (TokenLayout, optional): The stage's cells on the device
-                of ``x`` (windows cut into the groups of a mix mask, see
+                of ``x``, cut by the image groups of a mix mask (see
                 :meth:`MixMAESwin.plan_layouts`). None: plain window
                 attention.
 
@@ -233,11 +190,14 @@ class MixMAEStage(nn.Module):
         elif tuple(layout.hw) != (h, w):
             raise ValueError(f'the layout is for a {tuple(layout.hw)} map, '
                              f'the stage got {(h, w)}')
-        # cells (windows, or window parts of one group) once per stage;
-        # windows overhanging the map are cut, never padded
-        x = layout.to_tokens(x)  # (B, L, C) cell by cell
+        # tokens reordered cell by cell once per stage; windows overhanging
+        # the map are cut, never padded
+        x = layout.to_tokens(x)  # (B, L, C)
         for block in self.blocks:
-            x = block.forward_tokens(x, layout)  # (B, L, C)
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(block, x, layout, use_reentrant=False)
+            else:
+                x = block(x, layout)  # (B, L, C)
         x = layout.to_map(x)  # (B, H, W, C)
         out = x
         if self.downsample is not None:
@@ -632,15 +592,20 @@ class MixMAESwin(BaseModule):
                      device=None,
                      batch_size: Optional[int] = None
                      ) -> Tuple[TokenLayout, ...]:
-        """The token layouts of all stages for one mix mask: the one place
-        per batch where the encoder reads values into Python.
+        """The token layouts of all stages for one mix mask: where masked
+        self-attention is set up, and the one place per batch where the
+        encoder reads values into Python.
 
-        The cells of a stage (window parts of one group) have sizes that
-        depend on the mask. They are planned on the host from a CPU mask and
-        all stages' tensors then reach ``device`` in one non-blocking copy,
-        so no stage and no block makes the host wait for the device. A mask
-        on an accelerator is copied to the host first, which waits for the
-        device once: pass the CPU mask where there is one.
+        At every stage the mask, resampled to the stage grid, gives each
+        token its *image group* (0: the sample's own image, 1: the
+        partner's); the stage's cells are its windows cut into the parts of
+        one group, so attention within a cell never crosses images. Cell
+        sizes depend on the mask: they are planned on the host from a CPU
+        mask and all stages' tensors then reach ``device`` in one
+        non-blocking copy, so no stage and no block makes the host wait for
+        the device. A mask on an accelerator is copied to the host first,
+        which waits for the device once: pass the CPU mask where there is
+        one.
 
         Args:
             mix_mask (Tensor): Bool (M, h, w), as in :meth:`forward`.
@@ -663,11 +628,11 @@ class MixMAESwin(BaseModule):
         plans = []
         for stage, stride in zip(self.layers, self.out_strides):
             hw = (h // stride, w // stride)
-            groups = resample_mask(mask, mask_stride,
-                                   stride).long()  # (M, H, W)
+            image_groups = resample_mask(mask, mask_stride,
+                                         stride).long()  # (M, H, W)
             plans.append(
                 plan_token_layout(hw, stage.clamped_window(hw),
-                                  stage.window_size, groups))
+                                  stage.window_size, image_groups))
         return tuple(layouts_to(plans, device))
 
     def forward_stages(self,

@@ -3,20 +3,13 @@
 broadcast over the batch: the fused SDPA kernel and the plain expression
 side by side in one function.
 
-``F.scaled_dot_product_attention`` serves two cases. On the CPU, fp32
-without gradients: its fused kernel (flash) takes the bias as a float mask
-and is about 2x faster than the explicit products on dense 800x1333 maps; it
-is not used with gradients (the CPU kernel cannot return the bias gradient;
-torch then falls back to its math path) nor in bf16 (no faster, and its bf16
-backward is several times slower). On other devices (GPUs) always, when the
-bias broadcasts over the flattened (B*K) batch: their fused kernels return
-the bias gradient too, or torch falls back to its math path. Everything
-else, attention dropout included, takes the plain expression.
-
-(A custom autograd function that wrote the qkv gradient straight into the
-fused layout was removed: a whole MixMAE-B CPU step was only 1-3% faster
-with it, and the project keeps a custom autograd function only when it saves
-at least 5% of step time or peak memory; see the README's Performance.)
+When SDPA serves a call (:func:`_use_sdpa`): on the CPU only in fp32
+without gradients, where its fused (flash) kernel takes the bias as a float
+mask and is about 2x faster than the plain products on dense 800x1333 maps
+(the CPU kernel cannot return the bias gradient, and its bf16 backward is
+several times slower); on other devices (GPUs) always, when the bias
+broadcasts over the flattened (B*K) batch. The README's Performance section
+has the measurements.
 
 Shapes: ``B`` batch, ``K`` cells, ``n`` tokens per cell, ``nH`` heads,
 ``Dh`` head dim, ``C = nH*Dh``.
@@ -25,29 +18,11 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 
-def _split_qkv(qkv: Tensor, k: int, n: int, num_heads: int):
-    """(B, K*n, 3C) -> three views (B, K, nH, n, Dh)."""
-    b = qkv.shape[0]
-    qkv = qkv.view(b, k, n, 3, num_heads, -1)  # (B, K, n, 3, nH, Dh)
-    return qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)
-
-
-def _merge_heads(x: Tensor) -> Tensor:
-    """(B, K, nH, n, Dh) -> (B, K*n, C)."""
-    b, k, _, n, _ = x.shape
-    return x.transpose(2, 3).reshape(b, k * n, -1)  # (B, K*n, C)
-
-
-def cell_attention(qkv: Tensor,
-                   bias: Optional[Tensor],
-                   num_cells: int,
-                   size: int,
-                   num_heads: int,
-                   scale: float,
-                   attn_drop: Optional[nn.Module] = None) -> Tensor:
+def cell_attention(qkv: Tensor, bias: Optional[Tensor], num_cells: int,
+                   size: int, num_heads: int, scale: float) -> Tensor:
     """Attention within each cell.
 
     Args:
@@ -59,27 +34,24 @@ def cell_attention(qkv: Tensor,
         size (int): n.
         num_heads (int): nH.
         scale (float): Logit scale, usually ``Dh ** -0.5``.
-        attn_drop (nn.Module, optional): Dropout on the attention weights
-            (active ones take the plain expression).
 
     Returns:
         Tensor: Shape (B, K*n, C), before the output projection.
     """
-    q, key, v = _split_qkv(qkv, num_cells, size,
-                           num_heads)  # (B, K, nH, n, Dh)
-    dropout = attn_drop is not None and attn_drop.training and attn_drop.p
-    if not dropout and _use_sdpa(qkv, bias):
+    b = qkv.shape[0]
+    qkv = qkv.view(b, num_cells, size, 3, num_heads, -1)  # (B,K,n,3,nH,Dh)
+    q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, K, nH, n, Dh)
+    if _use_sdpa(qkv, bias):
         x = F.scaled_dot_product_attention(
-            q.flatten(0, 1), key.flatten(0, 1), v.flatten(0, 1),
+            q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1),
             attn_mask=bias, scale=scale)  # (B*K, nH, n, Dh)
-        return _merge_heads(x.unflatten(0, (-1, num_cells)))  # (B, K*n, C)
-    attn = (q * scale) @ key.transpose(-2, -1)  # (B, K, nH, n, n)
-    if bias is not None:
-        attn = attn + bias
-    attn = attn.softmax(dim=-1)
-    if dropout:
-        attn = attn_drop(attn)
-    return _merge_heads(attn @ v)  # (B, K*n, C)
+        x = x.unflatten(0, (b, num_cells))  # (B, K, nH, n, Dh)
+    else:
+        attn = (q * scale) @ k.transpose(-2, -1)  # (B, K, nH, n, n)
+        if bias is not None:
+            attn = attn + bias
+        x = attn.softmax(dim=-1) @ v  # (B, K, nH, n, Dh)
+    return x.transpose(2, 3).reshape(b, num_cells * size, -1)  # (B, K*n, C)
 
 
 def _use_sdpa(qkv: Tensor, bias: Optional[Tensor]) -> bool:

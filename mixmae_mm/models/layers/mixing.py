@@ -1,29 +1,24 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Mixing two images on the stride-32 grid, and the attention groups it
-induces.
+"""Mixing two images on the stride-32 grid.
 
 Mask convention (used by every producer and consumer in this package):
 ``mix_mask`` is a bool tensor of shape (M, h, w) on the stride-32 grid
-(``h = H // 32``, ``w = W // 32`` for an H x W image), with M = 1 (one mask
-shared by the batch, as the official code) or M = B (one mask per sample;
-samples i and B-1-i always share theirs). True (1) means the token is taken
+(``h = H // 32``, ``w = W // 32`` for an H x W image: one entry per 32-px
+*square* of the grid), with M = 1 (one mask shared by the batch, as the
+official code) or M = B (one mask per sample; samples i and B-1-i always
+share theirs). True (1) means the token is taken
 from the partner image ``x.flip(0)``; False (0) means it is the sample's own.
 Sample i is paired with sample B-1-i. The data preprocessor draws it on the
 CPU and keeps it there: the encoder plans its token layouts from it on the
 host; mixing, the decoder and the loss use a device copy.
 
 Only the fine-mask ablation draws the mask on a finer grid (e.g. stride 4,
-the patch grid); :func:`resample_mask` moves a mask between grids.
+the patch-embedding grid); :func:`resample_mask` moves a mask between grids.
 """
 from typing import Tuple, Union
 
 import torch
 from torch import Tensor
-
-from .window_ops import pad_to_multiple, window_partition
-
-#: Group id given to padding tokens: real tokens never attend to them.
-PAD_GROUP = 2
 
 
 def sample_mix_mask(batch_size: int,
@@ -34,13 +29,13 @@ def sample_mix_mask(batch_size: int,
                     device=None) -> Tensor:
     """Draw random mix masks as the official ``random_masking`` does.
 
-    Each mask sets exactly ``int(h * w * mask_ratio)`` cells to True, chosen
-    uniformly (the first cells in the argsort of uniform noise).
+    Each mask sets exactly ``int(h * w * mask_ratio)`` squares to True,
+    chosen uniformly (the first ones in the argsort of uniform noise).
 
     Args:
         batch_size (int): B, used for per-pair masks.
         grid (tuple[int, int]): ``(h, w)``, the stride-32 grid.
-        mask_ratio (float | Tensor): Share of cells taken from the partner,
+        mask_ratio (float | Tensor): Share of squares taken from the partner,
             in (0, 1); or a 0-dim tensor (a ratio drawn per batch, used
             without reading it into Python; not checked).
         per_pair (bool): One mask per pair (i, B-1-i) instead of one for
@@ -52,18 +47,18 @@ def sample_mix_mask(batch_size: int,
         Tensor: Bool mask of shape (1, h, w), or (B, h, w) if ``per_pair``.
     """
     h, w = grid
-    num_cells = h * w
+    num_squares = h * w
     if isinstance(mask_ratio, Tensor):
-        # int(num_cells * ratio) computed as Python does, in float64
-        num_partner = (num_cells * mask_ratio.double()).long()
+        # int(num_squares * ratio) computed as Python does, in float64
+        num_partner = (num_squares * mask_ratio.double()).long()
     elif not 0. < mask_ratio < 1.:
         raise ValueError(f'mask_ratio must lie in (0, 1), got {mask_ratio}')
     else:
-        num_partner = int(num_cells * mask_ratio)
+        num_partner = int(num_squares * mask_ratio)
     num_masks = (batch_size + 1) // 2 if per_pair else 1
     noise = torch.rand(
-        num_masks, num_cells, generator=generator, device=device)
-    # the rank of each cell in the noise order; the num_partner first ones
+        num_masks, num_squares, generator=generator, device=device)
+    # the rank of each square in the noise order; the num_partner first ones
     # go to the partner (the official scatter of argsort()[:, :num_partner])
     rank = noise.argsort(dim=1).argsort(dim=1)  # (M, L)
     mask = (rank < num_partner).view(num_masks, h, w)
@@ -90,8 +85,8 @@ def resample_mask(mix_mask: Tensor, src_stride: int,
     """Move a mask from the grid of stride ``src_stride`` to the grid of
     stride ``dst_stride`` (both in pixels, one a multiple of the other).
 
-    A finer target grid repeats each cell; a coarser one keeps the top-left
-    cell of each group (nearest down-sampling). The coarse case only arises
+    A finer target grid repeats each entry; a coarser one keeps the top-left
+    entry of each square (nearest down-sampling). The coarse case only arises
     in the fine-mask ablation, where a coarse token holds pixels of both
     images and the top-left one decides its group.
 
@@ -131,18 +126,6 @@ def mix_images(x: Tensor, mix_mask: Tensor) -> Tensor:
     return torch.where(m, x.flip(0), x)
 
 
-def mix_tokens(x: Tensor, mix_mask: Tensor) -> Tensor:
-    """Token-level mixing as in the official code, on a (B, H, W, C) map
-    whose grid is an integer multiple of the mask grid.
-
-    Returns:
-        Tensor: Shape (B, H, W, C).
-    """
-    scale = x.shape[1] // mix_mask.shape[1]
-    m = upsample_mask(mix_mask, scale)[..., None]  # (M, H, W, 1)
-    return torch.where(m, x.flip(0), x)
-
-
 def unmix(x1: Tensor, x2: Tensor, mix_mask: Tensor) -> Tensor:
     """Reassemble each image's prediction from the two decoder branches.
 
@@ -162,25 +145,6 @@ def unmix(x1: Tensor, x2: Tensor, mix_mask: Tensor) -> Tensor:
     return torch.where(m, x1, x2.flip(0))
 
 
-def window_attn_mask(groups: Tensor, window: Tuple[int, int]) -> Tensor:
-    """Which tokens of a window may attend to which.
-
-    Args:
-        groups (Tensor): Integer group map (M, H, W); tokens attend only
-            within their group. Padding to window multiples gets
-            ``PAD_GROUP``.
-        window (tuple[int, int]): ``(Wh, Ww)``.
-
-    Returns:
-        Tensor: Bool (M, nW, N, N), True = may attend. The diagonal is
-        always True, so no softmax row is ever fully masked.
-    """
-    groups = pad_to_multiple(groups[..., None].long() - PAD_GROUP,
-                             window) + PAD_GROUP  # (M, Hp, Wp, 1)
-    groups = window_partition(groups, window)[..., 0]  # (M, nW, N)
-    return groups[..., :, None] == groups[..., None, :]  # (M, nW, N, N)
-
-
 def check_divisible(size: Tuple[int, int], stride: int, what: str) -> None:
     """Raise a clear error unless both sides of ``size`` divide by stride."""
     if size[0] % stride or size[1] % stride:
@@ -191,7 +155,6 @@ def check_divisible(size: Tuple[int, int], stride: int, what: str) -> None:
 
 
 __all__ = [
-    'PAD_GROUP', 'sample_mix_mask', 'upsample_mask', 'resample_mask',
-    'mix_images',
-    'mix_tokens', 'unmix', 'window_attn_mask', 'check_divisible'
+    'sample_mix_mask', 'upsample_mask', 'resample_mask', 'mix_images',
+    'unmix', 'check_divisible'
 ]

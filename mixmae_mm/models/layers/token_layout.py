@@ -2,12 +2,14 @@
 """Token layouts: the order in which a stage keeps its tokens so that every
 block attends without partitioning, padding or masking.
 
-A stage's H x W tokens are cut into *cells*: a window, or, when attention
-groups are given (see :mod:`~mixmae_mm.models.layers.mixing` for the mask
-convention), the part of a window that belongs to one group. Tokens attend
-exactly to the other tokens of their cell. Windows that overhang the map
-simply have fewer tokens, so padding never exists: this equals window
-attention on a zero-padded map whose real tokens ignore the padding.
+A stage's H x W tokens are cut into *cells*, the units of attention: a
+window, or, when image groups are given (which image of a mixed pair each
+token comes from, :meth:`MixMAESwin.plan_layouts`), the part of a window
+that holds one image. Tokens attend exactly to the other tokens of their
+cell: this is where masked self-attention happens. Windows that overhang
+the map simply have fewer tokens, so padding never exists: this equals
+window attention on a zero-padded map whose real tokens ignore the padding
+(the oracle of the tests, ``tests/reference/padded_window.py``).
 
 The layout reorders the tokens cell by cell once per stage; LayerNorm, the
 MLP and the linear layers do not care about token order. Cells of equal size
@@ -28,7 +30,6 @@ wait for the device. Layouts are therefore always planned on the host
 in one non-blocking copy (:func:`layouts_to`). ``MixMAESwin.plan_layouts``
 does this once per batch for all stages of a mix mask; layouts without
 groups depend on shapes only and are cached (:func:`plain_layout`).
-:func:`token_layout` plans and moves one layout, for one-off use.
 """
 import functools
 from typing import List, NamedTuple, Optional, Sequence, Tuple
@@ -130,8 +131,7 @@ def _rel_index(ys: Tensor, xs: Tensor, table_window: Tuple[int, int]):
 def plan_token_layout(hw: Tuple[int, int],
                       window: Tuple[int, int],
                       table_window: Tuple[int, int],
-                      groups: Optional[Tensor] = None,
-                      split_groups: bool = True) -> HostLayout:
+                      groups: Optional[Tensor] = None) -> HostLayout:
     """Plan the token layout of a stage on the host.
 
     Args:
@@ -140,11 +140,10 @@ def plan_token_layout(hw: Tuple[int, int],
             the map are cut (no padding).
         table_window (tuple[int, int]): Window of the relative position
             bias table (``WindowAttention.window_size``).
-        groups (Tensor, optional): Integer attention groups (M, H, W) on the
-            CPU, M in {1, B}: tokens attend only within their group.
-        split_groups (bool): With groups shared by the batch (M = 1), cut
-            windows into per-group cells. False keeps whole windows and
-            masks instead (as always for M = B). Defaults to True.
+        groups (Tensor, optional): Image groups (M, H, W) on the CPU, M in
+            {1, B}, any integers: tokens attend only within their group.
+            Groups shared by the batch (M = 1) cut windows into per-group
+            cells; per-sample groups keep whole windows and mask them.
 
     Returns:
         HostLayout: The layout on the CPU; segments ordered by decreasing
@@ -152,15 +151,15 @@ def plan_token_layout(hw: Tuple[int, int],
     """
     if groups is not None and groups.device.type != 'cpu':
         # reading a device tensor here would stall the device at every call
-        raise ValueError(f'layouts are planned on the host: pass CPU groups '
-                         f'(or use token_layout), got {groups.device}')
+        raise ValueError(f'layouts are planned on the host: pass CPU '
+                         f'groups, got {groups.device}')
     h, w = hw
     wh, ww = window
     host = torch.device('cpu')
     pos = torch.arange(h * w, device=host)  # (L,) row-major position
     ys, xs = pos // w, pos % w  # (L,)
     cell = (ys // wh) * -(-w // ww) + xs // ww  # (L,) window id
-    split = groups is not None and groups.shape[0] == 1 and split_groups
+    split = groups is not None and groups.shape[0] == 1
     if split:
         g = groups.reshape(-1).long()  # (L,)
         g = torch.unique(g, return_inverse=True)[1]  # ids 0..G-1
@@ -254,29 +253,6 @@ def layouts_to(layouts: Sequence[HostLayout], device) -> List[TokenLayout]:
     return out
 
 
-def token_layout(hw: Tuple[int, int],
-                 window: Tuple[int, int],
-                 table_window: Tuple[int, int],
-                 groups: Optional[Tensor] = None,
-                 device=None,
-                 split_groups: bool = True) -> TokenLayout:
-    """Build the token layout of a stage: :func:`plan_token_layout` on the
-    host, then :func:`layouts_to`. Groups on an accelerator are read back
-    first (the device waits once): per-batch code plans from host groups.
-
-    Args: as :func:`plan_token_layout`, plus ``device`` (where to put the
-    layout; defaults to the device of ``groups``, else the CPU).
-
-    Returns:
-        TokenLayout: The layout; segments ordered by decreasing cell size.
-    """
-    if groups is not None:
-        device = groups.device
-        groups = groups.cpu()
-    plan = plan_token_layout(hw, window, table_window, groups, split_groups)
-    return layouts_to([plan], 'cpu' if device is None else device)[0]
-
-
 @functools.lru_cache(maxsize=64)
 def _plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
                   table_window: Tuple[int, int],
@@ -309,5 +285,5 @@ def plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
 
 __all__ = [
     'Segment', 'TokenLayout', 'HostLayout', 'plan_token_layout', 'layouts_to',
-    'token_layout', 'plain_layout'
+    'plain_layout'
 ]

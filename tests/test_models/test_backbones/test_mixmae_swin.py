@@ -3,8 +3,9 @@ import torch
 from mmpretrain.registry import MODELS
 
 from mixmae_mm.models.backbones import MixMAESwin
-from mixmae_mm.models.layers.mixing import (mix_images, mix_tokens,
-                                            sample_mix_mask, upsample_mask)
+from mixmae_mm.models.layers.mixing import (mix_images, sample_mix_mask,
+                                            upsample_mask)
+from reference.padded_window import mix_tokens
 
 
 def _build(cfg, **kwargs):

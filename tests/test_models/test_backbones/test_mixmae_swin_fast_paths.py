@@ -1,11 +1,12 @@
-"""The stage-level token layout (cells built once per stage) against the
-per-block windows it replaced, and the memory options."""
+"""Whole stages on token layouts against the padded-window oracle
+(tests/reference/padded_window.py), and the memory options."""
 import pytest
 import torch
 from mmpretrain.registry import MODELS
 
 from mixmae_mm.models.layers.mixing import (mix_images, sample_mix_mask,
-                                            upsample_mask, window_attn_mask)
+                                            upsample_mask)
+from reference import padded_window as ref_pw
 
 
 def _build(cfg, **kwargs):
@@ -18,26 +19,13 @@ def _build(cfg, **kwargs):
     return model
 
 
-def _per_block_stage(stage, x, groups):
-    """A stage as before the token layout: every block pads, partitions,
-    masks (padding always) and reverses on its own."""
-    h, w = x.shape[1:3]
-    window = (min(stage.window_size[0], h), min(stage.window_size[1], w))
-    if groups is None:
-        groups = x.new_zeros((1, h, w), dtype=torch.long)
-    mask = window_attn_mask(groups, window)  # (M, nW, N, N)
-    for block in stage.blocks:
-        x = block(x, window, mask)  # MixMAEBlock.forward, (B, H, W, C)
-    return x
-
-
 @pytest.mark.parametrize('size,per_pair,masked', [((64, 64), False, True),
                                                   ((96, 96), True, True),
                                                   ((64, 96), False, True),
                                                   ((50, 70), False, False),
                                                   ((64, 64), False, False)])
-def test_stages_equal_per_block_windows(tiny_backbone_cfg, size, per_pair,
-                                        masked):
+def test_stages_equal_padded_window_oracle(tiny_backbone_cfg, size,
+                                           per_pair, masked):
     # windows 6/4/4/2: stage grids 16/8/4/2 (or 24/...) are not multiples of
     # 6, so cut border windows are exercised
     model = _build(tiny_backbone_cfg, window_size=(6, 4, 4, 2))
@@ -58,8 +46,9 @@ def test_stages_equal_per_block_windows(tiny_backbone_cfg, size, per_pair,
         groups = None
         if mask is not None:
             groups = upsample_mask(mask, 8 >> i).long()  # (M, H, W)
-        ref = _per_block_stage(stage, tokens, groups)
-        out, nxt = stage(tokens, layouts[i])
+        with torch.no_grad():
+            ref = ref_pw.stage(stage, tokens, groups)
+            out, nxt = stage(tokens, layouts[i])
         torch.testing.assert_close(out, ref)
         tokens = nxt
 
@@ -77,7 +66,7 @@ def test_with_cp_gives_the_same_gradients(tiny_backbone_cfg, with_cp,
         model(mix_images(x, mask), mask)[-1].square().sum().backward()
         grads.append({n: p.grad for n, p in model.named_parameters()})
     assert [i for i, stage in enumerate(model.layers)
-            if stage.blocks[0].with_cp] == stages
+            if stage.with_cp] == stages
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, msg=name)
     with pytest.raises(ValueError, match='stage indices'):

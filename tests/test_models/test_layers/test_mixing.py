@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from mixmae_mm.models.layers.mixing import (PAD_GROUP, mix_images,
-                                            resample_mask, sample_mix_mask,
-                                            unmix, upsample_mask,
-                                            window_attn_mask)
+from mixmae_mm.models.layers.mixing import (mix_images, resample_mask,
+                                            sample_mix_mask, unmix,
+                                            upsample_mask)
 
 
 @pytest.mark.parametrize('grid,ratio', [((7, 7), 0.5), ((4, 6), 0.3),
@@ -81,20 +80,6 @@ def test_unmix_takes_each_position_from_the_masked_branch():
     x1 = torch.where(m, target, garbage)
     x2 = torch.where(m, garbage, target.flip(0))
     assert torch.equal(unmix(x1, x2, mask), target)
-
-
-def test_window_attn_mask_groups_and_padding():
-    groups = torch.tensor([[[0, 1, 1], [0, 0, 1]]])  # (1, 2, 3)
-    allowed = window_attn_mask(groups, (2, 2))  # padded to (2, 4)
-    assert allowed.shape == (1, 2, 4, 4)
-    assert allowed.diagonal(dim1=-2, dim2=-1).all()
-    # window 0 holds tokens [(0,0)=0, (0,1)=1, (1,0)=0, (1,1)=0]
-    expected = torch.tensor([[1, 0, 1, 1], [0, 1, 0, 0], [1, 0, 1, 1],
-                             [1, 0, 1, 1]], dtype=torch.bool)
-    assert torch.equal(allowed[0, 0], expected)
-    # window 1 holds [1, pad, 1, pad]: real tokens never see padding
-    assert not allowed[0, 1, 0, 1] and not allowed[0, 1, 1, 0]
-    assert allowed[0, 1, 0, 2] and PAD_GROUP == 2
 
 
 def test_resample_mask_up_and_down():

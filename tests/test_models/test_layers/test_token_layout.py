@@ -3,7 +3,13 @@ import torch
 
 from mixmae_mm.models.layers.mixing import sample_mix_mask, upsample_mask
 from mixmae_mm.models.layers.rel_pos import relative_position_index
-from mixmae_mm.models.layers.token_layout import token_layout
+from mixmae_mm.models.layers.token_layout import (layouts_to,
+                                                  plan_token_layout)
+
+
+def token_layout(hw, window, table_window, groups=None):
+    return layouts_to([plan_token_layout(hw, window, table_window, groups)],
+                      'cpu')[0]
 
 
 def _cells(layout):
@@ -85,10 +91,6 @@ def test_per_sample_groups_give_masks():
     seg = layout.segments[0]
     assert seg.mask.shape == (4, 4, 16, 16)
     assert seg.mask.diagonal(dim1=-2, dim2=-1).all()
-    # a shared mask is split instead, unless split_groups=False
+    # a shared mask is split into cells instead
     shared = token_layout((8, 8), (4, 4), (4, 4), groups[:1])
     assert all(s.mask is None for s in shared.segments)
-    masked = token_layout((8, 8), (4, 4), (4, 4),
-                          groups[:1],
-                          split_groups=False)
-    assert masked.segments[0].mask.shape == (1, 4, 16, 16)
