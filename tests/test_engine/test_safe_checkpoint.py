@@ -28,9 +28,15 @@ from torch.utils.data import Dataset
 
 import _payloads
 import mixmae_mm  # noqa: F401  (registers the safe loaders)
-from mixmae_mm.engine import checkpoint as safe
-from mixmae_mm.engine import (UnsafeCheckpointError, safe_torch_load,
-                              trusted_checkpoint_globals)
+from mixmae_mm.engine import safe_globals
+from mixmae_mm.engine.checkpoint import (_wrap_scheme, load_from_local,
+                                         safe_load_context)
+from mixmae_mm.engine.safe_globals import (SAFE_GLOBALS,
+                                           _history_buffer_getattr,
+                                           allowed_globals,
+                                           trusted_checkpoint_globals)
+from mixmae_mm.engine.safe_unpickler import (UnsafeCheckpointError,
+                                             safe_torch_load)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,13 +130,13 @@ def test_runner_checkpoint_needs_more_than_torch_defaults(runner_ckpt):
     assert 'numpy.core.multiarray._reconstruct' in found
     assert 'builtins.getattr' in found  # HistoryBuffer.min ...
     # every global the Runner pickles is on the allow-list
-    assert found <= set(safe.SAFE_GLOBALS), found - set(safe.SAFE_GLOBALS)
+    assert found <= set(SAFE_GLOBALS), found - set(SAFE_GLOBALS)
     # ... and nothing that runs code or touches the system is
-    for name in safe.SAFE_GLOBALS:
+    for name in SAFE_GLOBALS:
         assert not name.startswith(('os.', 'posix.', 'sys.', 'subprocess.'))
         assert name not in ('builtins.eval', 'builtins.exec')
-    assert safe.SAFE_GLOBALS['builtins.getattr'] is \
-        safe._history_buffer_getattr
+    assert SAFE_GLOBALS['builtins.getattr'] is \
+        _history_buffer_getattr
 
 
 def test_loading_needs_no_torch_allow_list_api(runner_ckpt, tmp_path,
@@ -205,7 +211,7 @@ def test_scheme_matching_routes_local_paths_to_safe_loader(tmp_path):
     # every path no URL scheme claims
     for path in [str(tmp_path / 'a.pth'), 'rel/a.pth', '~/a.pth']:
         loader = CheckpointLoader._get_checkpoint_loader(path)
-        assert loader is safe.load_from_local
+        assert loader is load_from_local
     for url in ['https://x/a.pth', 'open-mmlab://x', 's3://b/a.pth']:
         loader = CheckpointLoader._get_checkpoint_loader(url)
         assert getattr(loader, '_mixmae_safe', False), url
@@ -286,7 +292,7 @@ def test_build_on_an_allowed_global_is_refused(tmp_path):
 
         def find_class(self, module, name):
             module = {'__builtin__': 'builtins'}.get(module, module)
-            return safe.SAFE_GLOBALS[f'{module}.{name}']
+            return SAFE_GLOBALS[f'{module}.{name}']
 
     try:
         NoBuildGuard(io.BytesIO(data)).load()
@@ -356,11 +362,11 @@ def test_namespace_checkpoint_needs_explicit_opt_in(tmp_path, monkeypatch):
 
 def test_allow_list_is_scoped_to_our_loads(runner_ckpt, tmp_path):
     ns = _save(dict(args=argparse.Namespace(lr=2.0)), tmp_path / 'ns.pth')
-    before = safe.allowed_globals()
+    before = allowed_globals()
     with trusted_checkpoint_globals(['argparse.Namespace']):
-        assert 'argparse.Namespace' in safe.allowed_globals()
+        assert 'argparse.Namespace' in allowed_globals()
         assert safe_torch_load(ns)['args'].lr == 2.0
-    assert safe.allowed_globals() == before
+    assert allowed_globals() == before
     safe_torch_load(str(runner_ckpt))
     # torch's own modes are unchanged: weights_only=True still refuses
     # the Runner checkpoint, weights_only=False still loads anything
@@ -379,7 +385,7 @@ def test_load_context_restricts_only_its_thread(tmp_path):
         results.append(torch.load(ns, weights_only=False)['args'].lr)
 
     with pytest.raises(UnsafeCheckpointError, match='argparse.Namespace'):
-        with safe.safe_load_context('https://x/ns.pth'):
+        with safe_load_context('https://x/ns.pth'):
             worker = threading.Thread(target=other_thread)
             worker.start()
             worker.join()
@@ -402,7 +408,7 @@ def test_code_running_globals_cannot_be_trusted(name, monkeypatch):
             pass
     monkeypatch.setenv('MIXMAE_TRUSTED_GLOBALS', name)
     with pytest.raises(ValueError, match='cannot be a trusted'):
-        safe.allowed_globals()
+        allowed_globals()
 
 
 @pytest.mark.parametrize('weights_only', [None, True, False])
@@ -413,7 +419,7 @@ def test_wrapped_remote_scheme_uses_the_allow_list(runner_ckpt, tmp_path,
     torch's default, weights_only=True and weights_only=False (what
     torch.hub.load_state_dict_from_url passes)."""
     kwargs = {} if weights_only is None else dict(weights_only=weights_only)
-    wrapped = safe._wrap_scheme(
+    wrapped = _wrap_scheme(
         lambda f, map_location=None: torch.load(f, **kwargs))
     assert wrapped(str(runner_ckpt))['meta']['iter'] == 2
     marker = tmp_path / 'marker.txt'
@@ -520,7 +526,8 @@ def test_train_py_config_key_opts_in(tmp_path, monkeypatch):
 
     from mmengine.config import Config
     monkeypatch.delenv('MIXMAE_TRUSTED_GLOBALS', raising=False)
-    monkeypatch.setattr(safe, '_trusted', {})  # undo the process-wide trust
+    # undo the process-wide trust
+    monkeypatch.setattr(safe_globals, '_trusted', {})
     spec = importlib.util.spec_from_file_location('train_tool',
                                                   ROOT / 'tools/train.py')
     train_tool = importlib.util.module_from_spec(spec)
