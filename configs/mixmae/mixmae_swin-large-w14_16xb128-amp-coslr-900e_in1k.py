@@ -1,6 +1,4 @@
 # MixMAE Swin-L/W14, 900 epochs on ImageNet-1k.
 _base_ = './mixmae_swin-base-w14_16xb128-amp-coslr-900e_in1k.py'
 
-model = dict(
-    backbone=dict(arch='large'),
-    neck=dict(in_channels=1536))  # 8 * 192
+model = dict(backbone=dict(arch='large'))

@@ -13,7 +13,7 @@ model = dict(
             embed_dims=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8],
             _delete_=True),
         window_size=(8, 8, 8, 4)),
-    neck=dict(in_channels=256, embed_dims=128, depth=2, num_heads=4))
+    neck=dict(embed_dims=128, depth=2, num_heads=4))
 
 train_pipeline = [
     dict(type='LoadColorImageFromFile'),

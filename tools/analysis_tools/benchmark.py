@@ -256,7 +256,6 @@ def ours_cfg(args):
         # mmpretrain's decoder norms use eps 1e-6 (official 1e-5)
         neck=dict(
             type='MixMAEPretrainDecoder',
-            in_channels=arch['embed_dims'] * 8,
             embed_dims=dec_dims,
             depth=dec_depth,
             num_heads=dec_heads,

@@ -7,11 +7,8 @@ model = dict(
         window_size=(14, 14, 14, 7),
         drop_path_rate=0.0,  # no stochastic depth in pretraining
         out_indices=(3, )),
+    # in_channels and patch_size of neck and head, and the head's
+    # dual_reconstruction, are filled in by MixMAE from backbone and neck
     neck=dict(
-        type='MixMAEPretrainDecoder',
-        in_channels=1024,  # 8 * embed_dims of the backbone
-        embed_dims=512,
-        depth=8,
-        num_heads=16,
-        patch_size=32),
-    head=dict(type='MixMAEPretrainHead', patch_size=32, norm_pix=True))
+        type='MixMAEPretrainDecoder', embed_dims=512, depth=8, num_heads=16),
+    head=dict(type='MixMAEPretrainHead', norm_pix=True))

@@ -17,7 +17,7 @@ model = dict(
             embed_dims=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8],
             _delete_=True),
         window_size=(6, 6, 6, 3)),
-    neck=dict(in_channels=256, embed_dims=128, depth=2, num_heads=4))
+    neck=dict(embed_dims=128, depth=2, num_heads=4))
 data_preprocessor = dict(
     type='MixMAEDataPreprocessor',
     mean=[123.675, 116.28, 103.53],

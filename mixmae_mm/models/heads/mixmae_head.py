@@ -22,11 +22,12 @@ class MixMAEPretrainHead(BaseModule):
     the MSE is averaged over the positions it predicts (mask True).
 
     Args:
-        patch_size (int): Target patch side (the encoder stride).
-            Defaults to 32.
+        patch_size (int): Target patch side (the encoder stride;
+            :class:`MixMAE` fills it in). Defaults to 32.
         norm_pix (bool): Per-patch normalised target. Defaults to True.
         dual_reconstruction (bool): Whether the decoder output holds both
-            branches (official). Defaults to True.
+            branches (official; :class:`MixMAE` fills it in from the
+            decoder). Defaults to True.
         init_cfg (dict, optional): Initialisation config.
     """
 

@@ -20,18 +20,19 @@ class MixMAEPretrainDecoder(BaseModule):
     branch 1 keeps each sample's own tokens and puts the mask token where
     the partner's tokens were; branch 2 keeps the partner's tokens and masks
     the own ones. Both branches (batch 2B) go through the ViT blocks and a
-    linear prediction of ``patch_size**2 * in_chans`` pixels per token. See
-    :mod:`mixmae_mm.models.layers.mixing` for the mask convention.
+    linear prediction of ``patch_size**2 * img_channels`` pixels per token.
+    See :mod:`mixmae_mm.models.layers.mixing` for the mask convention.
 
     Args:
-        in_channels (int): Encoder channels of the last stage (1024 for B).
+        in_channels (int): Encoder channels of the last stage (1024 for B;
+            :class:`MixMAE` fills it in from the backbone).
         embed_dims (int): Decoder width. Defaults to 512.
         depth (int): Decoder blocks. Defaults to 8.
         num_heads (int): Decoder heads. Defaults to 16.
         mlp_ratio (float): MLP ratio. Defaults to 4.
-        patch_size (int): Pixels per token side (the encoder stride).
-            Defaults to 32.
-        in_chans (int): Image channels predicted. Defaults to 3.
+        patch_size (int): Pixels per token side (the encoder stride;
+            :class:`MixMAE` fills it in). Defaults to 32.
+        img_channels (int): Image channels predicted. Defaults to 3.
         norm_eps (float): LayerNorm epsilon. Defaults to 1e-5 (official).
         dual_reconstruction (bool): Build both branches (official). False
             builds branch 1 only (the single-reconstruction ablation).
@@ -46,7 +47,7 @@ class MixMAEPretrainDecoder(BaseModule):
                  num_heads: int = 16,
                  mlp_ratio: float = 4.,
                  patch_size: int = 32,
-                 in_chans: int = 3,
+                 img_channels: int = 3,
                  norm_eps: float = 1e-5,
                  dual_reconstruction: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
@@ -62,7 +63,7 @@ class MixMAEPretrainDecoder(BaseModule):
             for _ in range(depth)
         ])
         self.decoder_norm = nn.LayerNorm(embed_dims, eps=norm_eps)
-        self.decoder_pred = nn.Linear(embed_dims, patch_size**2 * in_chans)
+        self.decoder_pred = nn.Linear(embed_dims, patch_size**2 * img_channels)
         self._pos_cache = {}
 
     def init_weights(self) -> None:
@@ -98,9 +99,9 @@ class MixMAEPretrainDecoder(BaseModule):
                 of ``latent`` (:class:`MixMAE` moves the host mask once).
 
         Returns:
-            Tensor: Predictions (2B, L, patch_size**2 * in_chans); the first
-            B rows come from branch 1 (own tokens kept), the last B from
-            branch 2 (partner tokens kept). Only branch 1, (B, L, ...),
+            Tensor: Predictions (2B, L, patch_size**2 * img_channels); the
+            first B rows come from branch 1 (own tokens kept), the last B
+            from branch 2 (partner tokens kept). Only branch 1, (B, L, ...),
             without ``dual_reconstruction``.
         """
         x = self.decoder_embed(latent.flatten(2).transpose(1, 2))  # (B, L, D)

@@ -1,13 +1,48 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """MixMAE: wiring of preprocessor output, encoder, decoder and head."""
+import copy
 from typing import Dict, List, Optional, Union
 
 import torch
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from torch import nn
 
 from ..layers.mixing import resample_mask
+
+
+def _derive(part: Union[dict, nn.Module], name: str, key: str, value,
+            source: str) -> Union[dict, nn.Module]:
+    """Fill ``part[key]`` with the value another part decides, or check the
+    one a user gave.
+
+    Args:
+        part (dict | nn.Module): Config (copied, not changed in place) or
+            built module of the neck or the head.
+        name (str): ``'neck'`` or ``'head'``, for the error message.
+        key (str): Argument (config) or attribute (module) name.
+        value: The derived value.
+        source (str): Where ``value`` comes from, e.g.
+            ``'backbone.num_features[-1]'``, for the error message.
+
+    Returns:
+        dict | nn.Module: ``part`` with ``key`` set to ``value``.
+
+    Raises:
+        ValueError: An explicit ``key`` differs from ``value``.
+    """
+    if isinstance(part, nn.Module):
+        given = getattr(part, key)
+    else:
+        part = copy.copy(part)
+        given = part.setdefault(key, value)
+    if given != value:
+        hint = '' if isinstance(part, nn.Module) else \
+            f'; leave {name}.{key} unset: MixMAE fills it in'
+        raise ValueError(f'{name}.{key}={given!r} conflicts with '
+                         f'{source}={value!r}{hint}')
+    return part
 
 
 @MODELS.register_module()
@@ -19,10 +54,15 @@ class MixMAE(BaseSelfSupervisor):
     mixed image with masked self-attention, the decoder rebuilds both.
 
     Args:
-        backbone (dict): :class:`MixMAESwin` config, ``out_indices`` the last
-            stage.
-        neck (dict): :class:`MixMAEPretrainDecoder` config.
-        head (dict): :class:`MixMAEPretrainHead` config.
+        backbone (dict | nn.Module): :class:`MixMAESwin` config,
+            ``out_indices`` the last stage.
+        neck (dict | nn.Module): :class:`MixMAEPretrainDecoder` config.
+            ``in_channels`` and ``patch_size`` are filled in from the
+            backbone (its last-stage width and stride).
+        head (dict | nn.Module): :class:`MixMAEPretrainHead` config.
+            ``patch_size`` is filled in from the backbone,
+            ``dual_reconstruction`` from the neck. A filled-in key given
+            explicitly must equal the derived value (ValueError otherwise).
         masked_attention (bool): Tokens attend only to tokens of their own
             image (official). False lets them attend across the two images
             (an ablation). Defaults to True.
@@ -33,15 +73,35 @@ class MixMAE(BaseSelfSupervisor):
     """
 
     def __init__(self,
-                 backbone: dict,
-                 neck: dict,
-                 head: dict,
+                 backbone: Union[dict, nn.Module],
+                 neck: Union[dict, nn.Module],
+                 head: Union[dict, nn.Module],
                  masked_attention: bool = True,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = dict(type='MixMAEDataPreprocessor')
+        # the backbone decides the decoder's input width and the patch size
+        # of decoder and head, the decoder whether the head un-mixes two
+        # branches: build each part before the ones that depend on it
+        if not isinstance(backbone, nn.Module):
+            backbone = MODELS.build(backbone)
+        last = len(backbone.num_features) - 1
+        if tuple(backbone.out_indices) != (last, ):
+            raise ValueError(f'MixMAE pretraining needs backbone out_indices '
+                             f'=({last},), got {backbone.out_indices}')
+        stride = backbone.out_strides[last]
+        strides = 'backbone.out_strides[-1]'
+        neck = _derive(neck, 'neck', 'in_channels',
+                       backbone.num_features[last],
+                       'backbone.num_features[-1]')
+        neck = _derive(neck, 'neck', 'patch_size', stride, strides)
+        if not isinstance(neck, nn.Module):
+            neck = MODELS.build(neck)
+        head = _derive(head, 'head', 'patch_size', stride, strides)
+        head = _derive(head, 'head', 'dual_reconstruction',
+                       neck.dual_reconstruction, 'neck.dual_reconstruction')
         super().__init__(
             backbone=backbone,
             neck=neck,
@@ -50,32 +110,12 @@ class MixMAE(BaseSelfSupervisor):
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         self.masked_attention = masked_attention
-        last = len(self.backbone.num_features) - 1
-        if tuple(self.backbone.out_indices) != (last, ):
-            raise ValueError(f'MixMAE pretraining needs backbone out_indices '
-                             f'=({last},), got {self.backbone.out_indices}')
-        stride = self.backbone.out_strides[last]
-        channels = self.backbone.num_features[last]
-        if self.neck.patch_size != stride or self.head.patch_size != stride:
-            raise ValueError(
-                f'neck.patch_size ({self.neck.patch_size}) and '
-                f'head.patch_size ({self.head.patch_size}) must equal the '
-                f'encoder stride {stride}')
-        if self.neck.in_channels != channels:
-            raise ValueError(f'neck.in_channels ({self.neck.in_channels}) '
-                             f'must equal the encoder width {channels}')
         mix_stride = getattr(self.data_preprocessor, 'mix_stride', stride)
         if mix_stride not in self.backbone.out_strides:
             raise ValueError(
                 f'data_preprocessor.mix_stride ({mix_stride}) must be the '
                 f'encoder stride {stride} (or, for the fine-mask ablation, '
                 f'another stage stride of {self.backbone.out_strides})')
-        if self.neck.dual_reconstruction != self.head.dual_reconstruction:
-            raise ValueError(
-                f'neck.dual_reconstruction '
-                f'({self.neck.dual_reconstruction}) and '
-                f'head.dual_reconstruction ({self.head.dual_reconstruction})'
-                f' must agree')
 
     def extract_feat(self, inputs: Union[torch.Tensor, List]) -> tuple:
         """Unmasked encoder features of the clean images.

@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import torch
@@ -39,11 +40,67 @@ def test_extract_feat_is_unmasked(tiny_mixmae_cfg):
     torch.testing.assert_close(feats[0], model.backbone(imgs)[0])
 
 
-def test_inconsistent_parts_are_refused(tiny_mixmae_cfg):
+def test_derived_values_are_filled_in(tiny_mixmae_cfg):
+    """Neck and head take width, patch size and reconstruction mode from
+    the part that decides them; the caller's dicts stay unchanged."""
     cfg = copy.deepcopy(tiny_mixmae_cfg)
-    cfg['neck']['in_channels'] = 128
-    with pytest.raises(ValueError, match='neck.in_channels'):
+    cfg['backbone']['arch']['embed_dims'] = 16  # widths 16 ... 128
+    cfg['neck']['dual_reconstruction'] = False
+    given = copy.deepcopy(cfg)
+    model = MODELS.build(cfg)
+    assert cfg == given
+    assert model.neck.in_channels == 128 == model.backbone.num_features[-1]
+    assert model.neck.decoder_embed.in_features == 128
+    stride = model.backbone.out_strides[-1]
+    assert model.neck.patch_size == model.head.patch_size == stride == 32
+    assert model.neck.decoder_pred.out_features == 32 * 32 * 3
+    assert model.head.dual_reconstruction is False
+    data = model.data_preprocessor(_batch(b=2), True)
+    assert torch.isfinite(model(**data, mode='loss')['loss'])
+
+
+@pytest.mark.parametrize('part,key,value,derived', [
+    ('neck', 'in_channels', 128, 'backbone.num_features[-1]=256'),
+    ('neck', 'patch_size', 16, 'backbone.out_strides[-1]=32'),
+    ('head', 'patch_size', 16, 'backbone.out_strides[-1]=32'),
+    ('head', 'dual_reconstruction', False, 'neck.dual_reconstruction=True'),
+])
+def test_conflicting_explicit_value_is_refused(tiny_mixmae_cfg, part, key,
+                                               value, derived):
+    cfg = copy.deepcopy(tiny_mixmae_cfg)
+    cfg[part][key] = value
+    # the message names both values and where the derived one comes from
+    with pytest.raises(
+            ValueError,
+            match=re.escape(f'{part}.{key}={value!r} conflicts with '
+                            f'{derived}')):
         MODELS.build(cfg)
+
+
+def test_equal_explicit_values_are_accepted(tiny_mixmae_cfg):
+    cfg = copy.deepcopy(tiny_mixmae_cfg)
+    cfg['neck'].update(in_channels=256, patch_size=32)
+    cfg['head'].update(patch_size=32, dual_reconstruction=True)
+    model = MODELS.build(cfg)
+    assert model.neck.in_channels == 256 and model.head.patch_size == 32
+
+
+def test_built_parts_are_checked(tiny_mixmae_cfg):
+    """Built modules cannot be filled in, only checked."""
+    cfg = copy.deepcopy(tiny_mixmae_cfg)
+    cfg['neck'] = MODELS.build(dict(cfg['neck'], in_channels=256))
+    cfg['head'] = MODELS.build(cfg['head'])
+    model = MODELS.build(cfg)
+    assert model.neck is cfg['neck'] and model.head is cfg['head']
+    cfg['neck'] = MODELS.build(dict(tiny_mixmae_cfg['neck']))  # 1024 wide
+    with pytest.raises(
+            ValueError,
+            match=r'neck.in_channels=1024 conflicts with '
+            r'backbone.num_features\[-1\]=256$'):
+        MODELS.build(cfg)
+
+
+def test_out_indices_must_be_the_last_stage(tiny_mixmae_cfg):
     cfg = copy.deepcopy(tiny_mixmae_cfg)
     cfg['backbone']['out_indices'] = (2, 3)
     with pytest.raises(ValueError, match='out_indices'):
@@ -62,8 +119,7 @@ def test_ablation_switches(tiny_mixmae_cfg):
     calls = []
     for name, change in [
         ('no_masked_attn', dict(masked_attention=False)),
-        ('single', dict(neck=dict(dual_reconstruction=False),
-                        head=dict(dual_reconstruction=False))),
+        ('single', dict(neck=dict(dual_reconstruction=False))),
         ('stride4', dict(data_preprocessor=dict(mix_stride=4))),
     ]:
         cfg = copy.deepcopy(tiny_mixmae_cfg)
@@ -94,11 +150,7 @@ def test_ablation_switches(tiny_mixmae_cfg):
     assert calls == [('no_masked_attn', 1), ('single', 2), ('stride4', 2)]
 
 
-def test_inconsistent_reconstruction_mode_is_refused(tiny_mixmae_cfg):
-    cfg = copy.deepcopy(tiny_mixmae_cfg)
-    cfg['neck']['dual_reconstruction'] = False
-    with pytest.raises(ValueError, match='dual_reconstruction'):
-        MODELS.build(cfg)
+def test_mix_stride_must_be_a_stage_stride(tiny_mixmae_cfg):
     cfg = copy.deepcopy(tiny_mixmae_cfg)
     cfg['data_preprocessor']['mix_stride'] = 12
     with pytest.raises(ValueError, match='mix_stride'):
