@@ -5,7 +5,29 @@ torch releases (2.1 to 2.15, see the README's support matrix).
 Each helper names the release that introduced the API it guards, so that it
 can go once the oldest supported torch has it. Callers never test versions.
 """
+import contextlib
+from typing import Iterator
+
 import torch
+
+
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """Pause ``torch.jit.trace`` (and the TorchScript ONNX exporter built on
+    it): tensors made inside are constants of the trace, not ops of it.
+
+    For shape-only tables (token layouts, position embeddings) that the
+    model caches: planned outside, the graph holds only the model's math
+    (ONNX has no ``bincount``), and a cold and a warm cache trace alike.
+    torch has no public API for this; the private pair below exists, with
+    the same meaning, from torch 2.1 to 2.15.
+    """
+    state = torch._C._get_tracing_state()
+    torch._C._set_tracing_state(None)
+    try:
+        yield
+    finally:
+        torch._C._set_tracing_state(state)
 
 
 def flop_counter_mode():
@@ -42,4 +64,4 @@ def flop_counter_mode():
     return flop_counter.FlopCounterMode(display=False, custom_mapping=custom)
 
 
-__all__ = ['flop_counter_mode']
+__all__ = ['flop_counter_mode', 'untraced']

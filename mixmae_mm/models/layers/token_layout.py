@@ -37,6 +37,8 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ...utils.torch_compat import untraced
+
 
 class Segment(NamedTuple):
     """``num_cells`` consecutive cells of ``size`` tokens each.
@@ -258,8 +260,8 @@ def _plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
                   table_window: Tuple[int, int],
                   device: torch.device) -> TokenLayout:
     # normal tensors even under inference_mode, so that a later training
-    # forward may save them for backward
-    with torch.inference_mode(False):
+    # forward may save them for backward; constants of a trace
+    with torch.inference_mode(False), untraced():
         return layouts_to([plan_token_layout(hw, window, table_window)],
                           device)[0]
 
@@ -279,8 +281,10 @@ def plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
     Returns:
         TokenLayout: Shared between callers; not to be modified.
     """
+    # ints: under tracing, map sizes are 0-dim tensors (keys by identity)
     return _plain_layout(
-        tuple(hw), tuple(window), tuple(table_window), torch.device(device))
+        tuple(map(int, hw)), tuple(map(int, window)),
+        tuple(map(int, table_window)), torch.device(device))
 
 
 __all__ = [
