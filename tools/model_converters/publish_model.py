@@ -21,11 +21,16 @@ import sys
 
 import torch
 
-from mixmae_mm.models.utils.ckpt_convert import (UnknownKeysError,
-                                                 UnsafeCheckpointFileError,
-                                                 format_report,
-                                                 load_checkpoint_file,
-                                                 publish_checkpoint)
+# checkpoint_io.py sits next to this script and mixmae_mm in the repository
+# root (if not installed): both importable however the script is loaded.
+HERE = osp.dirname(osp.abspath(__file__))
+for _path in (HERE, osp.dirname(osp.dirname(HERE))):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from checkpoint_io import (UnknownKeysError,  # noqa: E402
+                           UnsafeCheckpointFileError, format_report,
+                           load_checkpoint_file, publish_checkpoint)
 
 
 def parse_args(argv=None):

@@ -12,28 +12,26 @@ masks (1 or B). See :mod:`mixmae_mm.models.layers.mixing` for the mask
 convention.
 """
 import math
-import re
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks.drop import DropPath
-from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-from mmengine.runner.checkpoint import (_load_checkpoint,
-                                        _load_checkpoint_with_prefix)
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
+from ...utils.torch_compat import untraced
 from ..layers.mixing import check_divisible, resample_mask
 from ..layers.pos_embed import sincos_pos_embed_2d
-from ..layers.rel_pos import resize_rel_pos_table
 from ..layers.token_layout import (TokenLayout, layouts_to, plain_layout,
                                    plan_token_layout)
 from ..layers.transformer import Mlp
 from ..layers.window_attention import WindowAttention
+from ..utils.pretrained import (filter_encoder_state_dict_,
+                                load_pretrained_encoder)
 
 
 class PatchEmbed(nn.Module):
@@ -182,7 +180,7 @@ class MixMAEStage(nn.Module):
             input of the next stage (B, H/2, W/2, 2C), which is the same
             tensor when there is no downsample.
         """
-        h, w = x.shape[1:3]
+        h, w = map(int, x.shape[1:3])  # under tracing, sizes are tensors
         if layout is None:
             # depends on shapes only: built once, then cached
             layout = plain_layout((h, w), self.clamped_window((h, w)),
@@ -249,10 +247,12 @@ class MixMAESwin(BaseModule):
             initialised, reported). ``strict=False`` in it only warns.
 
     Checkpoints load through any path (``init_cfg``, ``load_from``,
-    ``load_state_dict``) with a pre-hook that drops derived tensors
-    (``relative_position_index``, ``absolute_pos_embed``, ``attn_mask``)
-    and resizes every relative position bias table by bicubic
-    interpolation when the window differs.
+    ``load_state_dict``) with a pre-hook that applies
+    :func:`~mixmae_mm.models.utils.ckpt_convert.filter_encoder_state_dict`:
+    derived tensors (``relative_position_index``, ``absolute_pos_embed``,
+    ``attn_mask``) and pretraining-only keys this encoder lacks
+    (``mask_token``) are dropped, and every relative position bias table
+    is resized by bicubic interpolation when the window differs.
     """
     arch_zoo = {
         **dict.fromkeys(['b', 'base'], {
@@ -376,96 +376,18 @@ class MixMAESwin(BaseModule):
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             self.apply(_init_official)  # for keys the checkpoint lacks
-            self._load_pretrained(cfg)
+            load_pretrained_encoder(self, cfg)
             self._is_init = True
             return
         self.apply(_init_official)
         super().init_weights()
 
-    def _load_pretrained(self, cfg: dict) -> None:
-        logger = MMLogger.get_current_instance()
-        ckpt = cfg['checkpoint']
-        prefix = cfg.get('prefix')
-        if prefix:
-            state_dict = _load_checkpoint_with_prefix(
-                prefix, ckpt, map_location='cpu')
-        else:
-            state_dict = _load_checkpoint(ckpt, map_location='cpu')
-            state_dict = state_dict.get('state_dict', state_dict)
-        state_dict = self.adapt_state_dict(dict(state_dict))
-        own = self.state_dict()
-        missing = [k for k in own if k not in state_dict]
-        new_norms = [
-            k for k in missing
-            if re.match(r'norm\d+\.', k) and not any(
-                s.startswith(k.split('.')[0] + '.') for s in state_dict)
-        ]
-        missing = [k for k in missing if k not in new_norms]
-        # the [MASK] token of a mask-token (SimMIM-style) encoder is only
-        # used in pretraining
-        dropped = [k for k in _PRETRAIN_ONLY_KEYS
-                   if k in state_dict and k not in own]
-        for k in dropped:
-            state_dict.pop(k)
-        unexpected = [k for k in state_dict if k not in own]
-        mismatched = [(k, tuple(state_dict[k].shape), tuple(own[k].shape))
-                      for k in state_dict
-                      if k in own and state_dict[k].shape != own[k].shape]
-        if missing or unexpected or mismatched:
-            lines = [f'checkpoint {ckpt!r} (prefix {prefix!r}) does not '
-                     f'match {type(self).__name__}:']
-            lines += [f'  missing in checkpoint: {k} {tuple(own[k].shape)}'
-                      for k in missing]
-            lines += [f'  unexpected in checkpoint: {k} '
-                      f'{tuple(state_dict[k].shape)}' for k in unexpected]
-            lines += [f'  shape mismatch: {k} checkpoint {a} vs model {b}'
-                      for k, a, b in mismatched]
-            msg = '\n'.join(lines)
-            if cfg.get('strict', True):
-                raise ValueError(
-                    msg + '\nIs it a checkpoint of another arch? Pass '
-                    "init_cfg=dict(..., strict=False) to load the matching "
-                    'keys anyway.')
-            logger.warning(msg)
-            for k, _, _ in mismatched:
-                state_dict.pop(k)
-        self.load_state_dict(state_dict, strict=False)
-        logger.info(f'{type(self).__name__}: loaded {len(state_dict)} '
-                    f'tensors from {ckpt}' + (
-                        f'; new output norms initialised: {new_norms}'
-                        if new_norms else '') + (
-                        f'; pretraining-only keys dropped: {dropped}'
-                        if dropped else ''))
-
-    def adapt_state_dict(self, state_dict: Dict[str, Tensor],
-                         prefix: str = '') -> Dict[str, Tensor]:
-        """Drop derived tensors and resize relative position bias tables of
-        a state dict to this model's windows (in place, returned too)."""
-        for key in list(state_dict):
-            if key.startswith(prefix) and _DERIVED_KEYS.search(key):
-                del state_dict[key]
-        for name, param in self.named_parameters():
-            key = prefix + name
-            if not name.endswith('relative_position_bias_table') or \
-                    key not in state_dict:
-                continue
-            table = state_dict[key]
-            if table.shape == param.shape or table.dim() != 2 or \
-                    table.shape[1] != param.shape[1]:
-                continue  # equal, or left for the mismatch report
-            src = int(round(table.shape[0]**.5))
-            if src * src != table.shape[0] or src % 2 == 0:
-                continue  # not a square window's table
-            window = self.get_submodule(name.rsplit('.', 1)[0]).window_size
-            state_dict[key] = resize_rel_pos_table(
-                table, ((src + 1) // 2, ) * 2, window)
-            MMLogger.get_current_instance().info(
-                f'resized {key} from window {(src + 1) // 2} to {window}')
-        return state_dict
-
     def _prepare_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Load pre-hook: see :meth:`adapt_state_dict`."""
-        self.adapt_state_dict(state_dict, prefix)
+        """Load pre-hook: adapts the checkpoint in place with
+        :func:`~mixmae_mm.models.utils.ckpt_convert.filter_encoder_state_dict`
+        (derived tensors and pretraining-only keys this encoder lacks
+        dropped, bias tables resized to its windows)."""
+        filter_encoder_state_dict_(self, state_dict, prefix)
 
     def _freeze_stages(self) -> None:
         frozen = []
@@ -524,11 +446,13 @@ class MixMAESwin(BaseModule):
     def pos_embed(self, grid: Tuple[int, int], x: Tensor) -> Tensor:
         """Fixed sin-cos absolute position embedding (1, H, W, C) for the
         stage-1 grid (recomputed per grid, cached)."""
-        key = (tuple(grid), x.device, x.dtype)
+        grid = tuple(map(int, grid))  # under tracing, sizes are tensors
+        key = (grid, x.device, x.dtype)
         if key not in self._pos_cache:
-            table = sincos_pos_embed_2d(self.embed_dims, grid, x.device,
-                                        x.dtype)
-            self._pos_cache[key] = table.view(1, *grid, -1)
+            with untraced():  # a constant of a trace, as the cache is
+                table = sincos_pos_embed_2d(self.embed_dims, grid, x.device,
+                                            x.dtype)
+                self._pos_cache[key] = table.view(1, *grid, -1)
         return self._pos_cache[key]
 
     def forward(self,
@@ -664,12 +588,6 @@ class MixMAESwin(BaseModule):
                 out = out[:, :math.ceil(h / s), :math.ceil(w / s)]
                 outs.append(out.permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
-
-
-_DERIVED_KEYS = re.compile(
-    r'(^|\.)(relative_position_index|absolute_pos_embed|attn_mask)$')
-#: Keys of pretraining encoders that fine-tuning does not use.
-_PRETRAIN_ONLY_KEYS = ('mask_token', )
 
 
 def _init_official(m: nn.Module) -> None:

@@ -1,45 +1,160 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Pure key/tensor converters from other MixMIM checkpoint layouts, and the
-publish step.
+"""Checkpoint keys of the MixMAE encoder: which are derived,
+pretraining-only or resized (:func:`filter_encoder_state_dict`, as timm's
+``checkpoint_filter_fn``; the encoder's load pre-hook, its ``Pretrained``
+init, the converters and the publish step all go through it), and how
+mmpretrain and official Sense-X/MixMIM state dicts name them.
 
-Every converter returns the new state dict together with a *report*, a dict
-of lists: ``converted`` (source keys that were kept, possibly renamed),
-``dropped`` (derived tensors that ``mixmae_mm`` recomputes) and
-``unexpected`` (keys it does not understand). A converter never guesses: if
-``unexpected`` is not empty it raises :class:`UnknownKeysError` listing them.
-The command-line wrappers live in ``tools/model_converters/``.
+A converter returns the new state dict and a *report*, a dict of lists:
+``converted`` (source keys kept, possibly renamed), ``dropped`` (derived
+tensors that ``mixmae_mm`` recomputes) and ``unexpected`` (keys it does not
+understand, raised as :class:`UnknownKeysError`: it never guesses). Reading
+and writing checkpoint files is the tools' part
+(``tools/model_converters/checkpoint_io.py``).
 """
 import math
-import pickle
 import re
 from collections import OrderedDict
-from numbers import Number
-from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
                     Tuple)
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-#: Derived tensors that this package recomputes instead of loading.
-_DERIVED = re.compile(r'(^|\.)(relative_position_index|absolute_pos_embed|'
-                      r'decoder_pos_embed|attn_mask)$')
+from ..layers.pos_embed import sincos_pos_embed_2d
+from ..layers.rel_pos import relative_position_index, resize_rel_pos_table
+
+#: Last name components of derived tensors: mixmae_mm recomputes them from
+#: the config, so checkpoints' copies are dropped everywhere.
+DERIVED_KEYS = ('relative_position_index', 'absolute_pos_embed',
+                'decoder_pos_embed', 'attn_mask')
+#: Top-level keys of pretraining encoders that fine-tuning does not use (the
+#: [MASK] token of a SimMIM-style encoder).
+PRETRAIN_ONLY_KEYS = ('mask_token', )
+
+
+def is_derived_key(key: str) -> bool:
+    """Whether ``key`` names a derived tensor (:data:`DERIVED_KEYS`), at any
+    depth and under any prefix."""
+    return key.rsplit('.', 1)[-1] in DERIVED_KEYS
+
+
+def _resize_table(table: Any, target: Tensor, window: Tuple[int, int]
+                  ) -> Optional[Tuple[Tensor, Tuple[int, int]]]:
+    """``table`` resized to ``window`` and its source window, or None when
+    it already fits or is not a square window's table with ``target``'s
+    heads (then the load reports the mismatch)."""
+    if not isinstance(table, Tensor) or table.dim() != 2 or \
+            table.shape == target.shape or table.shape[1] != target.shape[1]:
+        return None
+    side = math.isqrt(table.shape[0])  # 2W-1 of a square W x W window
+    if side * side != table.shape[0] or side % 2 == 0:
+        return None
+    src = ((side + 1) // 2, ) * 2
+    # ((2S-1)^2, nH) -> ((2Wh-1) * (2Ww-1), nH)
+    return resize_rel_pos_table(table, src, window), src
+
+
+def filter_encoder_state_dict(state_dict: Mapping[str, Any],
+                              model: Optional[nn.Module] = None,
+                              prefix: str = ''
+                              ) -> Tuple[OrderedDict, Dict[str, Any]]:
+    """Adapt the encoder keys of a mixmae_mm state dict to a target encoder,
+    in the spirit of timm's ``checkpoint_filter_fn``.
+
+    Only keys that start with ``prefix`` are the encoder's; others pass
+    through untouched. Of the encoder's keys:
+
+    * derived tensors (:data:`DERIVED_KEYS`) are dropped;
+    * pretraining-only keys (:data:`PRETRAIN_ONLY_KEYS`) are dropped when
+      ``model`` has no such parameter;
+    * a relative position bias table of a square window, with ``model``'s
+      number of heads but another size, is resized by bicubic
+      interpolation (:func:`resize_rel_pos_table`) to the ``window_size``
+      of ``model``'s attention module that owns the table.
+
+    Pure: nothing is loaded, logged or changed in place; the values are the
+    input tensors except the resized tables.
+
+    Args:
+        state_dict (Mapping[str, Any]): Encoder keys in mixmae_mm names
+            after ``prefix`` (``layers.{s}.blocks.{j}.attn...``).
+        model (nn.Module, optional): The target encoder, only read (its
+            parameter and buffer names, bias table shapes and attention
+            windows). None: only the derived tensors are dropped.
+        prefix (str): Start of the encoder's keys, e.g. ``'backbone.'``.
+            Defaults to ''.
+
+    Returns:
+        tuple[OrderedDict, dict]: The new state dict (input order) and a
+        report: ``derived`` and ``pretrain_only`` (lists of dropped keys)
+        and ``resized`` (key -> (source window, target window)).
+    """
+    own: Dict[str, Tensor] = {}
+    if model is not None:
+        own.update(model.named_parameters())
+        own.update(model.named_buffers())
+    out = OrderedDict()
+    report: Dict[str, Any] = dict(derived=[], pretrain_only=[], resized={})
+    for key, value in state_dict.items():
+        name = key[len(prefix):]
+        if not key.startswith(prefix):
+            pass  # another module's key
+        elif is_derived_key(name):
+            report['derived'].append(key)
+            continue
+        elif model is not None and name in PRETRAIN_ONLY_KEYS \
+                and name not in own:
+            report['pretrain_only'].append(key)
+            continue
+        elif name in own and name.endswith('relative_position_bias_table'):
+            attn = model.get_submodule(name.rsplit('.', 1)[0])
+            window = tuple(attn.window_size)
+            resized = _resize_table(value, own[name], window)
+            if resized is not None:
+                value = resized[0]
+                report['resized'][key] = (resized[1], window)
+        out[key] = value
+    return out, report
+
+
+class UnknownKeysError(KeyError):
+    """A converter met keys it does not understand.
+
+    Args:
+        message (str): What went wrong.
+        keys (list[str]): The keys.
+        report (dict): The conversion report so far.
+    """
+
+    def __init__(self, message: str, keys: List[str], report: dict):
+        super().__init__(message)
+        self.message = message
+        self.keys = list(keys)
+        self.report = report
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConversionError(ValueError):
+    """A checkpoint has the right keys but content the target cannot
+    represent (e.g. a learned position embedding that would be dropped)."""
+
 
 # mmpretrain (mmcv bricks) names -> mixmae_mm (timm / official) names
+_MMP_BLOCK = (r'^(backbone\.layers\.\d+\.blocks\.\d+|'
+              r'neck\.decoder_blocks\.\d+)')
 _MMPRETRAIN_RULES = [
     (r'^backbone\.patch_embed\.projection\.', 'backbone.patch_embed.proj.'),
     (r'^backbone\.patch_embed\.norm\.', 'backbone.patch_embed.norm.'),
-    (r'^(backbone\.layers\.\d+\.blocks\.\d+|neck\.decoder_blocks\.\d+)'
-     r'\.ln1\.', r'\1.norm1.'),
-    (r'^(backbone\.layers\.\d+\.blocks\.\d+|neck\.decoder_blocks\.\d+)'
-     r'\.ln2\.', r'\1.norm2.'),
-    (r'^(backbone\.layers\.\d+\.blocks\.\d+|neck\.decoder_blocks\.\d+)'
-     r'\.ffn\.layers\.0\.0\.', r'\1.mlp.fc1.'),
-    (r'^(backbone\.layers\.\d+\.blocks\.\d+|neck\.decoder_blocks\.\d+)'
-     r'\.ffn\.layers\.1\.', r'\1.mlp.fc2.'),
-    (r'^(backbone\.layers\.\d+\.blocks\.\d+|neck\.decoder_blocks\.\d+)'
-     r'\.attn\.(qkv|proj|relative_position_bias_table)', r'\1.attn.\2'),
-    (r'^(backbone\.layers\.\d+\.downsample\.(norm|reduction))\.',
-     r'\1.'),
+    (_MMP_BLOCK + r'\.ln1\.', r'\1.norm1.'),
+    (_MMP_BLOCK + r'\.ln2\.', r'\1.norm2.'),
+    (_MMP_BLOCK + r'\.ffn\.layers\.0\.0\.', r'\1.mlp.fc1.'),
+    (_MMP_BLOCK + r'\.ffn\.layers\.1\.', r'\1.mlp.fc2.'),
+    (_MMP_BLOCK + r'\.attn\.(qkv|proj|relative_position_bias_table)',
+     r'\1.attn.\2'),
+    (r'^(backbone\.layers\.\d+\.downsample\.(norm|reduction))\.', r'\1.'),
     (r'^backbone\.norm\.', 'backbone.norm{last}.'),
     (r'^neck\.ln1\.', 'neck.decoder_norm.'),
     (r'^neck\.(mask_token|decoder_embed|decoder_pred)', r'neck.\1'),
@@ -68,41 +183,6 @@ _OFFICIAL_RULES = [
      r'neck.decoder_blocks.\1.\2.\3'),
     (r'^head' + _WB, r'head.fc.\1'),
 ]
-_OFFICIAL_DERIVED = re.compile(
-    r'^(absolute_pos_embed|decoder_pos_embed|'
-    r'layers\.\d+\.blocks\.\d+\.attn\.relative_position_index|'
-    r'(layers\.\d+\.blocks\.\d+\.)?attn_mask)$')
-
-#: Checkpoint fields that only serve resuming; ``publish_checkpoint`` drops
-#: them (mmengine Runner fields, as mmpretrain's ``publish_model.py``).
-TRAINING_FIELDS = ('optimizer', 'param_schedulers', 'message_hub',
-                   'hook_msgs', 'ema_state_dict', 'scaler', 'amp')
-#: ``meta`` entries that only serve resuming.
-TRAINING_META = ('rng_states', )
-
-
-class UnknownKeysError(KeyError):
-    """A converter met keys it does not understand.
-
-    Args:
-        message (str): What went wrong.
-        keys (list[str]): The keys.
-        report (dict): The conversion report so far.
-    """
-
-    def __init__(self, message: str, keys: List[str], report: dict):
-        super().__init__(message)
-        self.message = message
-        self.keys = list(keys)
-        self.report = report
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class ConversionError(ValueError):
-    """A checkpoint has the right keys but content the target cannot
-    represent (e.g. a learned position embedding that would be dropped)."""
 
 
 def unfold_to_timm_order(t: Tensor) -> Tensor:
@@ -129,11 +209,20 @@ def timm_to_unfold_order(t: Tensor) -> Tensor:
     return t.transpose(-1, -2).reshape(*lead, 4 * c)
 
 
-def _new_report() -> Dict[str, Any]:
+def new_report() -> Dict[str, Any]:
+    """An empty converter report (see the module docstring)."""
     return dict(converted=[], renamed={}, dropped=[], unexpected=[])
 
 
-def _raise_unknown(report: dict, source: str, expected: str) -> None:
+def raise_if_unknown(report: dict, source: str, expected: str) -> None:
+    """Raise :class:`UnknownKeysError` if ``report['unexpected']`` is not
+    empty.
+
+    Args:
+        report (dict): A converter report.
+        source (str): What was read, e.g. 'an official MixMIM'.
+        expected (str): What it may hold, for the message.
+    """
     keys = report['unexpected']
     if keys:
         shown = '\n  '.join(keys[:20])
@@ -143,8 +232,25 @@ def _raise_unknown(report: dict, source: str, expected: str) -> None:
             f'(expected {expected}):\n  {shown}{more}', keys, report)
 
 
-def _apply_rules(state_dict: Dict[str, Any],
-                 is_derived: Callable[[str], Any],
+def _indices(state_dict: Mapping[str, Any], pattern: str) -> set:
+    """The integers that group 1 of ``pattern`` matches in the keys."""
+    return {
+        int(m.group(1)) for k in state_dict
+        for m in [re.match(pattern, k)] if m
+    }
+
+
+def checkpoint_kind(state_dict: Mapping[str, Any]) -> str:
+    """'pretrain' (with ``neck.`` keys), 'classifier' (with ``head.``
+    keys) or 'backbone'."""
+    if any(k.startswith('neck.') for k in state_dict):
+        return 'pretrain'
+    if any(k.startswith('head.') for k in state_dict):
+        return 'classifier'
+    return 'backbone'
+
+
+def _apply_rules(state_dict: Mapping[str, Any],
                  rules: Sequence[Tuple[str, str]],
                  last: int,
                  check_derived: bool,
@@ -152,22 +258,22 @@ def _apply_rules(state_dict: Dict[str, Any],
                  ) -> Tuple[OrderedDict, Dict[str, Any]]:
     """The rename loop shared by the converters.
 
-    Derived tensors are dropped (and checked with ``check_derived``); every
-    other key is renamed by the first matching ``(pattern, replacement)``
-    rule (``{last}`` = index of the last stage) and optionally transformed;
-    keys no rule matches, or whose value is not a tensor, are reported as
-    ``unexpected``.
+    Derived tensors are dropped by :func:`filter_encoder_state_dict` (and
+    checked with ``check_derived``); every other key is renamed by the
+    first matching ``(pattern, replacement)`` rule (``{last}`` = index of
+    the last stage) and optionally transformed; keys no rule matches, or
+    whose value is not a tensor, are reported as ``unexpected``.
 
     Returns:
         tuple[OrderedDict, dict]: Converted state dict and report.
     """
-    out, report = OrderedDict(), _new_report()
-    for key, value in state_dict.items():
-        if is_derived(key):
-            if check_derived:
-                _check_derived(key, value)
-            report['dropped'].append(key)
-            continue
+    kept, filtered = filter_encoder_state_dict(state_dict)
+    out, report = OrderedDict(), new_report()
+    for key in filtered['derived']:
+        if check_derived:
+            _check_derived(key, state_dict[key])
+        report['dropped'].append(key)
+    for key, value in kept.items():
         rule = next(((p, r) for p, r in rules if re.match(p, key)), None)
         if rule is None or not isinstance(value, Tensor):
             report['unexpected'].append(key)
@@ -177,6 +283,36 @@ def _apply_rules(state_dict: Dict[str, Any],
         report['converted'].append(key)
         report['renamed'][key] = new_key
     return out, report
+
+
+def _check_derived(key: str, value: Tensor) -> None:
+    """Make sure a derived tensor equals what mixmae_mm recomputes, so that
+    dropping it does not change the model."""
+    if key.endswith('relative_position_index'):
+        n = value.shape[0]
+        w = math.isqrt(n)
+        if value.shape != (n, n) or w * w != n or not torch.equal(
+                value.long(), relative_position_index((w, w), (w, w))):
+            raise ConversionError(
+                f'{key} {tuple(value.shape)} is not the standard relative '
+                f'position index of a square window; mixmae_mm derives it '
+                f'and cannot keep a custom one')
+    elif key.endswith(('absolute_pos_embed', 'decoder_pos_embed')):
+        if value.dim() != 3 or value.shape[0] != 1:
+            raise ConversionError(
+                f'{key} must have shape (1, L, C), got {tuple(value.shape)}')
+        side = math.isqrt(value.shape[1])
+        if side * side != value.shape[1]:
+            raise ConversionError(
+                f'{key} has {value.shape[1]} positions, not a square grid')
+        ref = sincos_pos_embed_2d(value.shape[2], (side, side))  # (1, L, C)
+        if not torch.allclose(value.float(), ref, atol=1e-4):
+            raise ConversionError(
+                f'{key} is not the fixed 2D sin-cos table of a {side}x{side} '
+                f'grid (max difference '
+                f'{(value.float() - ref).abs().max():.3g}); mixmae_mm '
+                f'recomputes it, so dropping a learned one would change the '
+                f'model')
 
 
 def convert_mmpretrain_mixmim(state_dict: Dict[str, Tensor],
@@ -208,49 +344,13 @@ def convert_mmpretrain_mixmim(state_dict: Dict[str, Tensor],
             the standard one.
     """
     out, report = _apply_rules(
-        state_dict, _DERIVED.search, _MMPRETRAIN_RULES, num_stages - 1,
-        check_derived, lambda key, value: unfold_to_timm_order(value)
+        state_dict, _MMPRETRAIN_RULES, num_stages - 1, check_derived,
+        lambda key, value: unfold_to_timm_order(value)
         if '.downsample.' in key else value)
-    _raise_unknown(
+    raise_if_unknown(
         report, 'an mmpretrain MixMIM', 'backbone./neck./head. keys of '
         'MixMIMTransformer, MixMIMPretrainDecoder or LinearClsHead')
     return out, report
-
-
-def _sincos_table(embed_dims: int, side: int) -> Tensor:
-    from ..layers.pos_embed import sincos_pos_embed_2d
-    return sincos_pos_embed_2d(embed_dims, (side, side))
-
-
-def _check_derived(key: str, value: Tensor) -> None:
-    """Make sure a derived tensor equals what mixmae_mm recomputes, so that
-    dropping it does not change the model."""
-    if key.endswith('relative_position_index'):
-        from ..layers.rel_pos import relative_position_index
-        n = value.shape[0]
-        w = math.isqrt(n)
-        if value.shape != (n, n) or w * w != n or not torch.equal(
-                value.long(), relative_position_index((w, w), (w, w))):
-            raise ConversionError(
-                f'{key} {tuple(value.shape)} is not the standard relative '
-                f'position index of a square window; mixmae_mm derives it '
-                f'and cannot keep a custom one')
-    elif key.endswith(('absolute_pos_embed', 'decoder_pos_embed')):
-        if value.dim() != 3 or value.shape[0] != 1:
-            raise ConversionError(
-                f'{key} must have shape (1, L, C), got {tuple(value.shape)}')
-        side = math.isqrt(value.shape[1])
-        if side * side != value.shape[1]:
-            raise ConversionError(
-                f'{key} has {value.shape[1]} positions, not a square grid')
-        ref = _sincos_table(value.shape[2], side)
-        if not torch.allclose(value.float(), ref, atol=1e-4):
-            raise ConversionError(
-                f'{key} is not the fixed 2D sin-cos table of a {side}x{side} '
-                f'grid (max difference '
-                f'{(value.float() - ref).abs().max():.3g}); mixmae_mm '
-                f'recomputes it, so dropping a learned one would change the '
-                f'model')
 
 
 def convert_official_mixmim(state_dict: Dict[str, Tensor],
@@ -265,9 +365,9 @@ def convert_official_mixmim(state_dict: Dict[str, Tensor],
     mmpretrain's ``ImageClassifier`` (``head.*`` -> ``head.fc.*``), the
     final ``norm`` becomes ``backbone.norm{S-1}`` (S stages, counted from
     the keys), and PatchMerging weights stay as they are (both use timm's
-    channel order). Derived tensors are dropped: ``absolute_pos_embed``,
-    ``decoder_pos_embed`` (fixed sin-cos tables), ``relative_position_index``
-    and ``attn_mask`` buffers.
+    channel order). Derived tensors (:data:`DERIVED_KEYS`: the fixed sin-cos
+    tables ``absolute_pos_embed`` and ``decoder_pos_embed``, the
+    ``relative_position_index`` and ``attn_mask`` buffers) are dropped.
 
     Args:
         state_dict (dict): The official ``checkpoint['model']``; a
@@ -288,22 +388,13 @@ def convert_official_mixmim(state_dict: Dict[str, Tensor],
     keys = list(state_dict)
     if keys and all(k.startswith('module.') for k in keys):
         state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-    stages = [
-        int(m.group(1)) for k in state_dict
-        for m in [re.match(r'^layers\.(\d+)\.', k)] if m
-    ]
-    last = max(stages) if stages else 3
-    out, report = _apply_rules(state_dict, _OFFICIAL_DERIVED.match,
-                               _OFFICIAL_RULES, last, check_derived)
-    _raise_unknown(
+    last = max(_indices(state_dict, r'^layers\.(\d+)\.'), default=3)
+    out, report = _apply_rules(state_dict, _OFFICIAL_RULES, last,
+                               check_derived)
+    raise_if_unknown(
         report, 'an official MixMIM', 'the encoder, decoder and head keys '
         'of Sense-X/MixMIM models_mixmim.py / models_mixmim_ft.py')
-    if any(k.startswith('neck.') for k in out):
-        report['kind'] = 'pretrain'
-    elif any(k.startswith('head.') for k in out):
-        report['kind'] = 'classifier'
-    else:
-        report['kind'] = 'backbone'
+    report['kind'] = checkpoint_kind(out)
     return out, report
 
 
@@ -331,11 +422,7 @@ def infer_arch(state_dict: Dict[str, Tensor]) -> Dict[str, Any]:
     depths, heads, windows = [], [], []
     s = 0
     while any(k.startswith(f'backbone.layers.{s}.') for k in sd):
-        blocks = {
-            int(m.group(1)) for k in sd
-            for m in [re.match(rf'^backbone\.layers\.{s}\.blocks\.(\d+)\.',
-                               k)] if m
-        }
+        blocks = _indices(sd, rf'^backbone\.layers\.{s}\.blocks\.(\d+)\.')
         table = sd.get(f'backbone.layers.{s}.blocks.0.attn.'
                        'relative_position_bias_table')
         if table is None:
@@ -349,10 +436,7 @@ def infer_arch(state_dict: Dict[str, Tensor]) -> Dict[str, Any]:
         window_size=windows)
     if 'neck.decoder_embed.weight' in sd:
         dim, in_ch = sd['neck.decoder_embed.weight'].shape
-        depth = len({
-            int(m.group(1)) for k in sd
-            for m in [re.match(r'^neck\.decoder_blocks\.(\d+)\.', k)] if m
-        })
+        depth = len(_indices(sd, r'^neck\.decoder_blocks\.(\d+)\.'))
         pred = sd['neck.decoder_pred.weight'].shape[0]
         info['neck'] = dict(
             in_channels=int(in_ch),
@@ -366,303 +450,10 @@ def infer_arch(state_dict: Dict[str, Tensor]) -> Dict[str, Any]:
     return info
 
 
-#: Top-level fields of official checkpoints besides ``'model'``
-#: (``util/misc.py`` ``save_model``); they only serve resuming.
-OFFICIAL_TRAINING_FIELDS = ('optimizer', 'epoch', 'scaler', 'args')
-
-
-def _split_fields(checkpoint: Dict[str, Any], weights_field: str,
-                  training: Sequence[str], report: dict) -> Dict[str, Any]:
-    """The weights of a wrapped checkpoint; other fields are reported as
-    dropped (known training state) or unexpected."""
-    if weights_field in checkpoint and isinstance(
-            checkpoint[weights_field], dict):
-        for field in checkpoint:
-            if field == weights_field or field == 'meta':
-                continue
-            target = 'dropped' if field in training else 'unexpected'
-            report[target].append(f'[field] {field}')
-        return checkpoint[weights_field]
-    if checkpoint and all(isinstance(v, Tensor) for v in checkpoint.values()):
-        return checkpoint  # a bare state dict
-    raise UnknownKeysError(
-        f'not a checkpoint: no {weights_field!r} field and not a dict of '
-        f'tensors (fields: {sorted(checkpoint)})', sorted(checkpoint), report)
-
-
-def convert_official_checkpoint(checkpoint: Dict[str, Any],
-                                check_derived: bool = True,
-                                source: str = ''
-                                ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Convert a whole official checkpoint file's content.
-
-    Args:
-        checkpoint (dict): ``{'model': state_dict, 'optimizer', 'epoch',
-            'scaler', 'args'}`` as the official ``save_model`` writes, or a
-            bare state dict.
-        check_derived (bool): See :func:`convert_official_mixmim`.
-        source (str): Where it came from, stored in ``meta``.
-
-    Returns:
-        tuple[dict, dict]: ``{'state_dict', 'meta'}`` in mixmae_mm format
-        (``meta``: ``converted_from``, ``source``, ``kind``, ``arch`` from
-        :func:`infer_arch`, ``epoch`` if known) and the report.
-
-    Raises:
-        UnknownKeysError: On unknown fields or keys.
-        ConversionError: If a derived tensor is not the standard one.
-    """
-    fields = _new_report()
-    state_dict = _split_fields(checkpoint, 'model', OFFICIAL_TRAINING_FIELDS,
-                               fields)
-    try:
-        out, report = convert_official_mixmim(state_dict, check_derived)
-    except UnknownKeysError as err:
-        err.report['unexpected'][:0] = fields['unexpected']
-        err.report['dropped'][:0] = fields['dropped']
-        raise
-    report['dropped'][:0] = fields['dropped']
-    report['unexpected'][:0] = fields['unexpected']
-    _raise_unknown(report, 'an official MixMIM',
-                   f"'model' and {list(OFFICIAL_TRAINING_FIELDS)}")
-    meta = dict(
-        converted_from='Sense-X/MixMIM',
-        source=source,
-        kind=report['kind'],
-        arch=infer_arch(out))
-    epoch = checkpoint.get('epoch') if state_dict is not checkpoint else None
-    if isinstance(epoch, (int, float)):
-        meta['epoch'] = epoch
-    return dict(state_dict=out, meta=meta), report
-
-
-def convert_mmpretrain_checkpoint(checkpoint: Dict[str, Any],
-                                  num_stages: int = 4,
-                                  check_derived: bool = True,
-                                  source: str = ''
-                                  ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Convert a whole mmpretrain MixMIM checkpoint file's content.
-
-    Args:
-        checkpoint (dict): ``{'state_dict', 'meta', ...}`` as mmengine
-            saves it (training fields are dropped), or a bare state dict.
-        num_stages (int): See :func:`convert_mmpretrain_mixmim`.
-        check_derived (bool): See :func:`convert_mmpretrain_mixmim`.
-            Defaults to True.
-        source (str): Where it came from, stored in ``meta``.
-
-    Returns:
-        tuple[dict, dict]: ``{'state_dict', 'meta'}`` in mixmae_mm format
-        and the report.
-
-    Raises:
-        UnknownKeysError: On unknown fields or keys.
-        ConversionError: If a derived tensor is not the standard one.
-    """
-    fields = _new_report()
-    state_dict = _split_fields(checkpoint, 'state_dict', TRAINING_FIELDS,
-                               fields)
-    try:
-        out, report = convert_mmpretrain_mixmim(state_dict, num_stages,
-                                                check_derived)
-    except UnknownKeysError as err:
-        err.report['unexpected'][:0] = fields['unexpected']
-        err.report['dropped'][:0] = fields['dropped']
-        raise
-    report['dropped'][:0] = fields['dropped']
-    report['unexpected'][:0] = fields['unexpected']
-    _raise_unknown(report, 'an mmpretrain MixMIM',
-                   f"'state_dict', 'meta' and {list(TRAINING_FIELDS)}")
-    kind = ('pretrain' if any(k.startswith('neck.') for k in out) else
-            'classifier' if any(k.startswith('head.') for k in out) else
-            'backbone')
-    report['kind'] = kind
-    meta = dict(
-        converted_from='open-mmlab/mmpretrain MixMIM',
-        source=source,
-        kind=kind,
-        arch=infer_arch(out))
-    return dict(state_dict=out, meta=meta), report
-
-
-def _plain(value: Any) -> Tuple[bool, Any]:
-    """``value`` as built-in Python types, if it can be (numpy scalars and
-    arrays become numbers and lists)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True, value
-    if isinstance(value, Number):  # numpy scalars
-        return True, value.item() if hasattr(value, 'item') else value
-    if hasattr(value, 'tolist') and not isinstance(value, Tensor):
-        return _plain(value.tolist())
-    if isinstance(value, (list, tuple)):
-        items = [_plain(v) for v in value]
-        if all(ok for ok, _ in items):
-            vals = [v for _, v in items]
-            return True, tuple(vals) if isinstance(value, tuple) else vals
-        return False, None
-    if isinstance(value, dict):
-        items = {k: _plain(v) for k, v in value.items()}
-        if all(isinstance(k, str) and ok for k, (ok, _) in items.items()):
-            return True, {k: v for k, (_, v) in items.items()}
-        return False, None
-    return False, None
-
-
-def publish_checkpoint(checkpoint: Dict[str, Any],
-                       backbone_only: bool = False,
-                       extra_fields: Iterable[str] = ()
-                       ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Reduce a training checkpoint to what inference and fine-tuning need.
-
-    Keeps ``state_dict`` (tensors only; with ``backbone_only`` only the
-    ``backbone.*`` entries, prefix kept so ``init_cfg=dict(type='Pretrained',
-    prefix='backbone.')`` works) and a plain ``meta`` (built-in types only,
-    numpy scalars converted, resume-only entries such as ``rng_states``
-    dropped), and drops the fields that only serve resuming
-    (:data:`TRAINING_FIELDS`). The result loads with
-    ``torch.load(weights_only=True)``.
-
-    Args:
-        checkpoint (dict): A Runner checkpoint (``state_dict``, ``meta``,
-            ``optimizer``...) or a bare state dict of tensors.
-        backbone_only (bool): Keep only ``backbone.*`` weights.
-            Defaults to False.
-        extra_fields (Iterable[str]): More top-level fields to drop.
-
-    Returns:
-        tuple[dict, dict]: ``{'state_dict': ..., 'meta': ...}`` and a report
-        with lists ``converted`` (kept weights), ``dropped`` (weights not
-        kept, fields and meta entries removed) and ``unexpected`` (empty).
-
-    Raises:
-        UnknownKeysError: On top-level fields that are neither weights,
-            ``meta`` nor known training state, or on non-tensor weights.
-    """
-    report = _new_report()
-    if 'state_dict' in checkpoint:
-        state_dict = checkpoint['state_dict']
-        fields = {k: v for k, v in checkpoint.items() if k != 'state_dict'}
-    elif checkpoint and all(isinstance(v, Tensor)
-                            for v in checkpoint.values()):
-        state_dict, fields = checkpoint, {}
-    else:
-        raise UnknownKeysError(
-            'not a checkpoint: no `state_dict` field and not a dict of '
-            f'tensors (fields: {sorted(checkpoint)})', sorted(checkpoint),
-            report)
-    strip = set(TRAINING_FIELDS) | set(extra_fields)
-    meta = {}
-    for field, value in fields.items():
-        if field == 'meta':
-            meta = value or {}
-        elif field in strip:
-            report['dropped'].append(f'[field] {field}')
-        else:
-            report['unexpected'].append(f'[field] {field}')
-    out = OrderedDict()
-    for key, value in state_dict.items():
-        if not isinstance(value, Tensor):
-            report['unexpected'].append(f'{key} ({type(value).__name__})')
-        elif backbone_only and not key.startswith('backbone.'):
-            report['dropped'].append(key)
-        else:
-            out[key] = value.detach().clone().contiguous()
-            report['converted'].append(key)
-    _raise_unknown(
-        report, 'this', 'state_dict, meta and training state '
-        f'{list(TRAINING_FIELDS)}; drop other fields explicitly (publish '
-        'option --strip-field NAME)')
-    if backbone_only and not out:
-        raise UnknownKeysError(
-            'backbone_only: the checkpoint has no `backbone.` weights',
-            [], report)
-    clean_meta = {}
-    for key, value in meta.items():
-        ok, plain = _plain(value)
-        if key in TRAINING_META or not ok or not isinstance(key, str):
-            report['dropped'].append(f'[meta] {key}')
-        else:
-            clean_meta[key] = plain
-    return dict(state_dict=out, meta=clean_meta), report
-
-
-def format_report(report: Dict[str, Any], verbose: bool = True) -> str:
-    """Human-readable key accounting of a converter report.
-
-    Args:
-        report (dict): As returned by the converters.
-        verbose (bool): List every key, not only the counts.
-            Defaults to True.
-
-    Returns:
-        str: Lines ``converted: N``, ``dropped: N``, ``unexpected: N`` each
-        followed by its keys.
-    """
-    lines = []
-    renamed = report.get('renamed', {})
-    for name in ('converted', 'dropped', 'unexpected'):
-        keys = report.get(name, [])
-        lines.append(f'{name}: {len(keys)}')
-        if verbose:
-            for key in keys:
-                new = renamed.get(key)
-                lines.append(f'  {key} -> {new}' if new and new != key else
-                             f'  {key}')
-    return '\n'.join(lines)
-
-
-class UnsafeCheckpointFileError(pickle.UnpicklingError):
-    """The package's restricted checkpoint loader refused a file; the
-    message names the refused globals and the opt-in."""
-
-
-#: What ``--trusted`` allows: the ``args`` of official MixMIM checkpoints.
-TRUSTED_GLOBALS = ('argparse.Namespace', )
-
-
-def load_checkpoint_file(path: str, trusted: bool = False) -> Any:
-    """Read a checkpoint with the package's safe loader
-    (:func:`mixmae_mm.engine.checkpoint.safe_torch_load`: a restricted
-    unpickler with the allow-list of mmengine Runner checkpoints, the same
-    on every supported torch).
-
-    Args:
-        path (str): The file.
-        trusted (bool): Also allow :data:`TRUSTED_GLOBALS`
-            (``argparse.Namespace``, pickled by official MixMIM
-            checkpoints); the load stays restricted.
-            Defaults to False.
-
-    Returns:
-        Any: The unpickled object.
-
-    Raises:
-        UnsafeCheckpointFileError: If the file pickles other globals; the
-            message names them and, for ``argparse.Namespace``, the
-            ``--trusted`` flag.
-    """
-    from mixmae_mm.engine.checkpoint import (UnsafeCheckpointError,
-                                             safe_torch_load,
-                                             trusted_checkpoint_globals)
-    try:
-        with trusted_checkpoint_globals(TRUSTED_GLOBALS if trusted else ()):
-            return safe_torch_load(path, map_location='cpu')
-    except UnsafeCheckpointError as err:
-        hint = ''
-        if 'argparse.Namespace' in str(err) and not trusted:
-            hint = ('\nOfficial MixMIM checkpoints pickle argparse.Namespace '
-                    "under 'args'. If you trust this file, re-run the "
-                    'converter with --trusted (allows exactly '
-                    'argparse.Namespace; the load stays restricted).')
-        raise UnsafeCheckpointFileError(f'{err}{hint}') from None
-
-
 __all__ = [
-    'UnknownKeysError', 'ConversionError', 'UnsafeCheckpointFileError',
-    'TRAINING_FIELDS', 'OFFICIAL_TRAINING_FIELDS', 'TRUSTED_GLOBALS',
-    'unfold_to_timm_order', 'timm_to_unfold_order',
-    'convert_mmpretrain_mixmim', 'convert_official_mixmim',
-    'convert_official_checkpoint', 'convert_mmpretrain_checkpoint',
-    'infer_arch', 'publish_checkpoint', 'format_report',
-    'load_checkpoint_file'
+    'DERIVED_KEYS', 'PRETRAIN_ONLY_KEYS', 'is_derived_key',
+    'filter_encoder_state_dict', 'UnknownKeysError', 'ConversionError',
+    'unfold_to_timm_order', 'timm_to_unfold_order', 'new_report',
+    'raise_if_unknown', 'checkpoint_kind', 'convert_mmpretrain_mixmim',
+    'convert_official_mixmim', 'infer_arch'
 ]
