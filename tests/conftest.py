@@ -1,9 +1,16 @@
 """Shared tiny settings: CPU-fast archs and inputs."""
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from mmengine.registry import DefaultScope
 
 import mixmae_mm  # noqa: F401  (registers every module for all tests)
+
+# The demo data generator is a tool (tools/misc/demo_data.py), not package
+# code: tests import it as ``from demo_data import ...``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools/misc'))
 
 #: A tiny encoder: stage grids 16/8/4/2 on 64 x 64 inputs, windows 4/4/4/2,
 #: so stages 1-2 have several windows and stages 3-4 are global.
@@ -41,11 +48,9 @@ def tiny_mixmae_cfg():
         backbone=dict(
             type='MixMAESwin', arch=dict(TINY_ARCH),
             window_size=TINY_WINDOWS),
+        # MixMAE fills in neck.in_channels (256) and the patch sizes (32)
         neck=dict(
-            type='MixMAEPretrainDecoder',
-            in_channels=256,
-            embed_dims=64,
-            depth=2,
+            type='MixMAEPretrainDecoder', embed_dims=64, depth=2,
             num_heads=4),
         head=dict(type='MixMAEPretrainHead', norm_pix=True),
         data_preprocessor=dict(

@@ -1,1 +1,1 @@
-"""Utilities (demo data, checkpoint helpers)."""
+"""Utilities (environment checks, torch compatibility helpers)."""

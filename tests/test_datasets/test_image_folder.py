@@ -3,11 +3,11 @@ is named with the expected layout; a pipeline over mixed image kinds
 yields 8-bit colour images."""
 import numpy as np
 import pytest
+from demo_data import make_imagenet_folder
 from mmpretrain.registry import DATASETS
 from PIL import Image
 
 import mixmae_mm  # noqa: F401
-from mixmae_mm.utils.demo_data import make_imagenet_folder
 
 
 def build(**kwargs):

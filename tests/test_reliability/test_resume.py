@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from demo_data import make_imagenet_folder
 
 from mixmae_mm.engine import safe_torch_load
-from mixmae_mm.utils.demo_data import make_imagenet_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from demo_data import make_imagenet_folder
 from mmengine.config import Config
-
-from mixmae_mm.utils.demo_data import make_imagenet_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / 'tools'

@@ -129,11 +129,10 @@ def test_training_overrides_build_two_iteration_runs(tmp_path):
     whose train loop runs 2 iterations of batch 2 on the generated data,
     with no validation and no checkpoint to load (training itself needs
     the GPU: the configs use AmpOptimWrapper)."""
+    from demo_data import (make_ade20k, make_coco_instances,
+                           make_imagenet_folder)
     from mmengine.config import Config
     from mmengine.runner import Runner
-
-    from mixmae_mm.utils.demo_data import (make_ade20k, make_coco_instances,
-                                           make_imagenet_folder)
     _, cmds = _dry_run(tmp_path)
     data = tmp_path / 'data'
     # the layout of tools/misc/make_demo_data.py --out DATA, fewer images

@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 import torch
-
-from mixmae_mm.utils.demo_data import make_imagenet_folder
+from demo_data import make_imagenet_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = 'configs/mixmae/mixmae_swin-tiny-w8_1xb16-coslr-30e_demo.py'
@@ -53,4 +52,4 @@ def test_train_demo_config_iterations(tmp_path):
     assert logs, 'no scalar log written'
     losses = [json.loads(line)['loss'] for line in logs[0].read_text()
               .splitlines() if 'loss' in line]
-    assert len(losses) == 8 and all(l > 0 for l in losses)
+    assert len(losses) == 8 and all(v > 0 for v in losses)

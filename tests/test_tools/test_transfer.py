@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from mixmae_mm.utils.demo_data import (make_ade20k, make_coco_instances,
-                                       make_imagenet_folder)
+from demo_data import make_ade20k, make_coco_instances, make_imagenet_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = 'configs/mixmae/benchmarks'

@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from demo_data import make_imagenet_folder
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from PIL import Image
 
-from mixmae_mm.utils.demo_data import make_imagenet_folder
 from mixmae_mm.visualization.reconstruction import HEADER, PAD
 
 ROOT = Path(__file__).resolve().parents[2]

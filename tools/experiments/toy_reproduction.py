@@ -1,7 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Toy-scale reproduction of MixMAE's claims on 2 CPU cores.
 
-On the generated toy-shapes set (``mixmae_mm.utils.demo_data``, 8 shape
+On the generated toy-shapes set (``tools/misc/demo_data.py``, 8 shape
 classes at 96 px, 2000 unlabelled + 100 labelled images per class) it
 pretrains the same tiny ``MixMAESwin`` with MixMAE, a SimMIM-style
 mask-token baseline and three MixMAE ablations (masked self-attention off,
@@ -27,16 +27,17 @@ import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
+# the demo/toy data generator lives with the tools: tools/misc/demo_data.py
+sys.path.insert(0, osp.join(ROOT, 'tools', 'misc'))
 
 import torch  # noqa: E402
+from demo_data import TOY_CLASSES, make_imagenet_folder  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mixmae_mm  # noqa: E402,F401  (registers the modules)
 from mixmae_mm.evaluation import (extract_features,  # noqa: E402
                                   linear_probe_accuracy)
-from mixmae_mm.utils.demo_data import (TOY_CLASSES,  # noqa: E402
-                                       make_imagenet_folder)
 
 CFG_DIR = osp.join(ROOT, 'configs', 'mixmae', 'toy')
 #: (key, label, pretraining config) in table order; None = random init.

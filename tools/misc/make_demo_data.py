@@ -18,9 +18,10 @@ import os.path as osp
 import time
 from pathlib import Path
 
-from mixmae_mm.utils.demo_data import (IMAGENET_CLASSES, make_ade20k,
-                                       make_coco_instances,
-                                       make_imagenet_folder)
+# demo_data.py sits next to this script, so the script's own folder (first
+# on sys.path when run as ``python tools/misc/make_demo_data.py``) holds it.
+from demo_data import (IMAGENET_CLASSES, make_ade20k, make_coco_instances,
+                       make_imagenet_folder)
 
 #: Images per split of each set (train, val).
 IMAGENET_PER_CLASS = (64, 16)

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from demo_data import make_imagenet_folder
 from mmengine.config import Config
 from mmengine.registry import HOOKS, VISBACKENDS
 from mmengine.runner import Runner
@@ -12,7 +13,6 @@ from PIL import Image
 
 from mixmae_mm.engine.hooks.reconstruction_hook import \
     MixMAEReconstructionHook
-from mixmae_mm.utils.demo_data import make_imagenet_folder
 from mixmae_mm.visualization.reconstruction import HEADER, PAD
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -4,11 +4,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from demo_data import (ADE_CLASSES, COCO_CLASSES, make_ade20k,
+                       make_coco_instances)
 from mmengine.registry import DefaultScope
 from PIL import Image
-
-from mixmae_mm.utils.demo_data import (ADE_CLASSES, COCO_CLASSES, make_ade20k,
-                                       make_coco_instances)
 
 NUM_TRAIN, NUM_VAL = 6, 4
 SIZE = (96, 128)  # (H, W), non-square
@@ -277,7 +276,7 @@ def test_same_seed_same_bytes(tmp_path, make):
 
 # ----------------------------------------------------------- toy shapes ----
 def test_toy_shapes_set(tmp_path):
-    from mixmae_mm.utils.demo_data import TOY_CLASSES, make_imagenet_folder
+    from demo_data import TOY_CLASSES, make_imagenet_folder
     counts = make_imagenet_folder(
         str(tmp_path / 'a'), num_train=2, num_val=1, size=96,
         classes=TOY_CLASSES, num_unlabelled=5, style='toy', seed=4)
@@ -300,8 +299,8 @@ def test_toy_shapes_set(tmp_path):
 @pytest.mark.parametrize('kind', ['rings', 'crosses', 'diamonds',
                                   'checkers'])
 def test_new_shape_kinds_differ_from_their_look_alikes(kind):
+    from demo_data import _draw_shape
     from PIL import ImageDraw
-    from mixmae_mm.utils.demo_data import _draw_shape
     twin = dict(rings='circles', crosses='squares', diamonds='squares',
                 checkers='stripes')[kind]
     masks = []
