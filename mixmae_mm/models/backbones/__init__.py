@@ -1,4 +1,5 @@
+from .mixmae_pvtv2 import MixMAEPVTv2
 from .mixmae_swin import MixMAESwin
 from .simmim_mixmae_swin import SimMIMMixMAESwin
 
-__all__ = ['MixMAESwin', 'SimMIMMixMAESwin']
+__all__ = ['MixMAEPVTv2', 'MixMAESwin', 'SimMIMMixMAESwin']

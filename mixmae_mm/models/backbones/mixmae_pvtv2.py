@@ -1,0 +1,409 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""The MixMAE encoder on PVTv2 (arXiv 2106.13797) in mmdet's layout:
+modules, names and shapes of mmdet's ``PyramidVisionTransformerV2``, so
+state dicts load strictly both ways and, without a mix mask, the forward
+computes what mmdet's computes.
+
+With a mix mask no information crosses between the two mixed images:
+
+* attention: each reduced key comes from one ``sr x sr`` window inside one
+  32-px square (checked), so a query attends only to its image's keys;
+* the convolutions that read neighbours (overlapping patch embeddings, the
+  FFN's depth-wise 3x3) run per image, see :func:`group_conv`;
+* LayerNorm, 1x1 convolutions, linear layers and GELU are token-local.
+
+Shapes: ``B`` batch, ``C`` stage channels, ``(H, W)`` stage grid,
+``L = H*W``, ``L_k`` reduced keys, ``nH`` heads, ``Dh`` head dim, ``M``
+mix masks (1 or B; convention in :mod:`mixmae_mm.models.layers.mixing`).
+"""
+import math
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn.bricks.drop import DropPath
+from mmengine.model import (BaseModule, constant_init, normal_init,
+                            trunc_normal_init)
+from mmpretrain.registry import MODELS
+from torch import Tensor, nn
+
+from ..layers.mixing import check_divisible, resample_mask
+from ..utils.pretrained import load_pretrained_encoder
+
+#: LayerNorm eps of every norm, as mmdet's PVTv2 (``norm_cfg`` eps 1e-6).
+EPS = 1e-6
+LINEAR_REFUSED = ('the linear PVTv2 variant is not supported: its keys are '
+                  'pooled to a 7x7 grid whose bins straddle the 32-px '
+                  'squares of the mix mask, so attention could not keep the '
+                  'two images apart (mmdet has no such variant either)')
+
+
+def nlc_to_nchw(x: Tensor, hw: Tuple[int, int]) -> Tensor:
+    """(B, L, C) -> (B, C, H, W)."""
+    return x.transpose(1, 2).reshape(x.shape[0], -1, *hw).contiguous()
+
+
+def nchw_to_nlc(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, L, C)."""
+    return x.flatten(2).transpose(1, 2).contiguous()
+
+
+def group_conv(conv: nn.Module, x: Tensor, in_groups: Optional[Tensor],
+               out_groups: Optional[Tensor]) -> Tensor:
+    """``conv`` of each image of a mixed input on its own: every output
+    position sees only its group's input, zeros elsewhere (as the zero
+    padding at an image border).
+
+    Args:
+        conv (nn.Module): A convolution (any kernel, stride, padding).
+        x (Tensor): Input (B, C, H_in, W_in).
+        in_groups (Tensor, optional): Bool image groups (M, H_in, W_in),
+            True: partner image. None: plain ``conv(x)``.
+        out_groups (Tensor, optional): Groups (M, H_out, W_out).
+    """
+    if in_groups is None:
+        return conv(x)
+    m_in = in_groups[:, None]  # (M, 1, H_in, W_in)
+    # the own-image and the partner part of every sample in one call (2B)
+    both = torch.cat([x.masked_fill(m_in, 0), x.masked_fill(~m_in, 0)])
+    own, partner = conv(both).chunk(2)  # (B, C', H_out, W_out) each
+    # each position takes one group's result, so the bias counts once
+    return torch.where(out_groups[:, None], partner, own)
+
+
+class StageGroups(NamedTuple):
+    """What a mix mask changes in one stage; all None: the plain forward.
+
+    ``embed_in`` (M, H_in, W_in) and ``tokens`` (M, H, W): image groups
+    (True: partner) of the patch embedding's input grid and of the stage's
+    tokens, for :func:`group_conv`. ``attn_mask`` (M, 1, L, L_k): True
+    where query and reduced key belong to the same image.
+    """
+    embed_in: Optional[Tensor] = None
+    tokens: Optional[Tensor] = None
+    attn_mask: Optional[Tensor] = None
+
+
+class PatchEmbed(nn.Module):
+    """Overlapping patch embedding: convolution, then LayerNorm."""
+
+    def __init__(self, in_channels: int, embed_dims: int, kernel_size: int,
+                 stride: int) -> None:
+        super().__init__()
+        self.projection = nn.Conv2d(in_channels, embed_dims, kernel_size,
+                                    stride, kernel_size // 2)
+        self.norm = nn.LayerNorm(embed_dims, eps=EPS)
+
+    def forward(self, x: Tensor, groups: StageGroups
+                ) -> Tuple[Tensor, Tuple[int, int]]:
+        """(B, C_in, H_in, W_in) -> tokens (B, L, C) and (H, W)."""
+        x = group_conv(self.projection, x, groups.embed_in, groups.tokens)
+        hw = (x.shape[2], x.shape[3])
+        return self.norm(nchw_to_nlc(x)), hw
+
+
+class SpatialReductionAttention(nn.Module):
+    """Multi-head attention whose keys and values come from a ``sr x sr``
+    stride-``sr`` convolution of the token map (the tokens when sr is 1).
+
+    ``attn`` only holds mmdet's weights (``in_proj_*`` as rows [q; k; v],
+    ``out_proj``); the forward uses them with scaled_dot_product_attention,
+    the same math as ``nn.MultiheadAttention`` plus an optional mask.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int,
+                 qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.sr_ratio = sr_ratio
+        self.attn = nn.MultiheadAttention(embed_dims, num_heads,
+                                          bias=qkv_bias)
+        if sr_ratio > 1:
+            self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, sr_ratio)
+            self.norm = nn.LayerNorm(embed_dims, eps=EPS)
+
+    def forward(self, x: Tensor, hw: Tuple[int, int],
+                attn_mask: Optional[Tensor] = None) -> Tensor:
+        """(B, L, C) -> (B, L, C); ``attn_mask`` (M, 1, L, L_k) bool."""
+        b, n, c = x.shape
+        kv = x
+        if self.sr_ratio > 1:
+            # windows never straddle two 32-px squares under a mix mask
+            kv = self.norm(nchw_to_nlc(self.sr(nlc_to_nchw(x, hw))))
+        w_q, w_kv = self.attn.in_proj_weight.split([c, 2 * c])
+        b_q = b_kv = None
+        if self.attn.in_proj_bias is not None:
+            b_q, b_kv = self.attn.in_proj_bias.split([c, 2 * c])
+        dh = c // self.num_heads
+        q = F.linear(x, w_q, b_q).view(b, n, self.num_heads, dh)
+        q = q.transpose(1, 2)  # (B, nH, L, Dh)
+        k, v = F.linear(kv, w_kv, b_kv).view(b, -1, 2, self.num_heads,
+                                             dh).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask)
+        out = out.transpose(1, 2).reshape(b, n, c)  # (B, L, C)
+        return self.attn.out_proj(out)
+
+
+class MixFFN(nn.Module):
+    """1x1 conv, depth-wise 3x3, GELU, 1x1 conv; mmdet's indices (the
+    Identity placeholders are mmdet's dropouts, so fc2 stays ``layers.4``).
+    """
+
+    def __init__(self, embed_dims: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(embed_dims, hidden, 1),
+            nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden),
+            nn.GELU(), nn.Identity(), nn.Conv2d(hidden, embed_dims, 1),
+            nn.Identity())
+
+    def forward(self, x: Tensor, hw: Tuple[int, int],
+                groups: Optional[Tensor] = None) -> Tensor:
+        """(B, L, C) -> (B, L, C); ``groups`` (M, H, W) of the tokens."""
+        x = self.layers[0](nlc_to_nchw(x, hw))  # (B, hidden, H, W)
+        x = group_conv(self.layers[1], x, groups, groups)
+        return nchw_to_nlc(self.layers[2:](x))
+
+
+class PVTEncoderLayer(nn.Module):
+    """Pre-norm block: spatial-reduction attention, then MixFFN."""
+
+    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: int,
+                 sr_ratio: int, qkv_bias: bool = True,
+                 drop_path: float = 0.) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dims, eps=EPS)
+        self.attn = SpatialReductionAttention(embed_dims, num_heads,
+                                              sr_ratio, qkv_bias)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=EPS)
+        self.ffn = MixFFN(embed_dims, mlp_ratio * embed_dims)
+        self.drop_path = DropPath(drop_path) if drop_path else nn.Identity()
+
+    def forward(self, x: Tensor, hw: Tuple[int, int],
+                groups: StageGroups) -> Tensor:
+        """(B, L, C) -> (B, L, C)."""
+        x = x + self.drop_path(self.attn(self.norm1(x), hw, groups.attn_mask))
+        return x + self.drop_path(self.ffn(self.norm2(x), hw, groups.tokens))
+
+
+@MODELS.register_module()
+class MixMAEPVTv2(BaseModule):
+    """PVTv2 encoder for MixMAE: mmdet's ``PyramidVisionTransformerV2``
+    without a mix mask; with one, no information crosses between the two
+    mixed images (module docstring).
+
+    Args:
+        arch (str | dict): 'b0' ... 'b5' (mmdet's RetinaNet configs), or a
+            dict with ``embed_dims`` (per-head width, as mmdet) and
+            ``num_layers``, optionally ``num_heads`` ([1, 2, 5, 8]),
+            ``mlp_ratios`` ([8, 8, 4, 4]) and ``sr_ratios`` ([8, 4, 2, 1]).
+            The linear variant ('b2_li', ``linear=True``) is refused.
+            Defaults to 'b2'.
+        in_channels (int): Image channels. Defaults to 3.
+        qkv_bias (bool): Bias in q, k, v and out projections.
+            Defaults to True.
+        drop_path_rate (float): Stochastic depth, linear over blocks.
+            Defaults to 0 (MixMAE pretrains without it; mmdet's 0.1 is a
+            fine-tuning value, set it there).
+        out_indices (Sequence[int]): Stages returned. Defaults to (3, ),
+            what MixMAE needs; dense fine-tuning uses (0, 1, 2, 3).
+        init_cfg (dict, optional): ``type='Pretrained'`` (``checkpoint``,
+            optional ``prefix``, ``strict``) loads mmdet-layout weights
+            strictly; otherwise mmdet's random init.
+    """
+    arch_zoo = {
+        'b0': dict(embed_dims=32, num_layers=[2, 2, 2, 2]),
+        'b1': dict(embed_dims=64, num_layers=[2, 2, 2, 2]),
+        'b2': dict(embed_dims=64, num_layers=[3, 4, 6, 3]),
+        'b3': dict(embed_dims=64, num_layers=[3, 4, 18, 3]),
+        'b4': dict(embed_dims=64, num_layers=[3, 8, 27, 3]),
+        'b5': dict(embed_dims=64, num_layers=[3, 6, 40, 3],
+                   mlp_ratios=[4, 4, 4, 4]),
+    }
+    arch_defaults = dict(num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
+                         sr_ratios=[8, 4, 2, 1], linear=False)
+    #: PVTv2's patch embeddings (padding kernel // 2) for the 4 stages.
+    patch_sizes = (7, 3, 3, 3)
+    strides = (4, 2, 2, 2)
+    #: Stride of the mixing grid.
+    mix_stride = 32
+    #: Test controls only: False turns off the per-image convolutions
+    #: (patch embeddings, depth-wise 3x3) or the attention mask.
+    per_group_conv = True
+    per_group_attention = True
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'b2',
+                 in_channels: int = 3,
+                 qkv_bias: bool = True,
+                 drop_path_rate: float = 0.,
+                 out_indices: Sequence[int] = (3, ),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        settings = self._parse_arch(arch)
+        self.embed_dims = settings['embed_dims']
+        self.depths = list(settings['num_layers'])
+        self.num_heads = list(settings['num_heads'])
+        self.mlp_ratios = list(settings['mlp_ratios'])
+        self.sr_ratios = list(settings['sr_ratios'])
+        self.num_features = [self.embed_dims * h for h in self.num_heads]
+        self.out_strides = [math.prod(self.strides[:i + 1]) for i in range(4)]
+        out_indices = [i + 4 if i < 0 else i for i in out_indices]
+        if not all(0 <= i < 4 for i in out_indices):
+            raise ValueError(f'out_indices must lie in [0, 4), got '
+                             f'{tuple(out_indices)}')
+        self.out_indices = tuple(out_indices)
+
+        # stochastic depth as mmdet: float32 linspace, read back
+        dpr = torch.linspace(0, drop_path_rate, sum(self.depths),
+                             device='cpu').tolist()
+        self.layers = nn.ModuleList()
+        for i, depth in enumerate(self.depths):
+            # built in mmdet's order, so a seed gives mmdet's initial weights
+            dims, start = self.num_features[i], sum(self.depths[:i])
+            patch_embed = PatchEmbed(in_channels, dims, self.patch_sizes[i],
+                                     self.strides[i])
+            blocks = nn.ModuleList([
+                PVTEncoderLayer(dims, self.num_heads[i], self.mlp_ratios[i],
+                                self.sr_ratios[i], qkv_bias, dpr[start + j])
+                for j in range(depth)
+            ])
+            self.layers.append(nn.ModuleList(
+                [patch_embed, blocks, nn.LayerNorm(dims, eps=EPS)]))
+            in_channels = dims
+
+    def _parse_arch(self, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            if 'li' in arch.lower():
+                raise ValueError(f'{arch!r}: {LINEAR_REFUSED}')
+            if arch.lower() not in self.arch_zoo:
+                raise ValueError(f'unknown arch {arch!r}; choose one of '
+                                 f'{sorted(self.arch_zoo)} or pass a dict')
+            arch = self.arch_zoo[arch.lower()]
+        if not isinstance(arch, dict) or \
+                not {'embed_dims', 'num_layers'} <= set(arch) or \
+                not set(arch) <= {'embed_dims', *self.arch_defaults,
+                                  'num_layers'}:
+            raise ValueError(
+                f'a custom arch must be a dict with keys embed_dims and '
+                f'num_layers, optionally {sorted(self.arch_defaults)}; got '
+                f'{arch!r}')
+        settings = {**self.arch_defaults, **arch}
+        if settings['linear']:
+            raise ValueError(f'{arch!r}: {LINEAR_REFUSED}')
+        for key in ('num_layers', 'num_heads', 'mlp_ratios', 'sr_ratios'):
+            if len(settings[key]) != 4:
+                raise ValueError(f'PVTv2 has 4 stages: {key} needs 4 '
+                                 f'entries, got {settings[key]}')
+        return settings
+
+    def init_weights(self) -> None:
+        """mmdet's init (truncated-normal Linear, unit LayerNorm, He-normal
+        convolutions by fan-out), then a strict load for ``Pretrained``."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_init(m, std=.02, bias=0.)
+            elif isinstance(m, nn.LayerNorm):
+                constant_init(m, 1.0)
+            elif isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * \
+                    m.out_channels // m.groups
+                normal_init(m, 0, math.sqrt(2.0 / fan_out))
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            load_pretrained_encoder(self, cfg)
+        elif cfg is not None:
+            super().init_weights()
+        self._is_init = True
+
+    def get_layer_depth(self, param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
+        """``(layer_id, sum(depths) + 2)`` for layer-wise lr decay, as
+        :meth:`MixMAESwin.get_layer_depth`: stage-1 patch embedding 0; block
+        j of stage s ``sum(depths[:s]) + j + 1``, the patch embedding of
+        stage s > 0 with its first block, the norm closing stage s with its
+        last; anything else (outside ``prefix``) the last block's id."""
+        num_layers = sum(self.depths) + 2
+        parts = param_name[len(prefix):].split('.')
+        if not param_name.startswith(prefix) or parts[0] != 'layers':
+            return num_layers - 2, num_layers
+        stage, part = int(parts[1]), parts[2]
+        if part == '0':  # patch embedding
+            return (sum(self.depths[:stage]) + 1 if stage else 0), num_layers
+        if part == '1':  # blocks
+            return sum(self.depths[:stage]) + int(parts[3]) + 1, num_layers
+        return sum(self.depths[:stage + 1]), num_layers  # stage norm
+
+    def check_mix_mask(self, mix_mask: Tensor, batch_size: int,
+                       size: Tuple[int, int]) -> None:
+        """Refuse what a masked forward cannot keep apart: image sides not
+        multiples of 32, reduction windows wider than a 32-px square, masks
+        not on the stride-32 grid (shapes only)."""
+        h, w = size
+        check_divisible((h, w), self.mix_stride, 'Mixed images')
+        windows = [s * r for s, r in zip(self.out_strides, self.sr_ratios)]
+        if any(self.mix_stride % px for px in windows):
+            raise ValueError(
+                f'a masked forward needs spatial-reduction windows (stride '
+                f'x sr_ratio px) that tile the 32-px squares; sr_ratios '
+                f'{self.sr_ratios} give windows of {windows} px')
+        grid = (h // self.mix_stride, w // self.mix_stride)
+        if mix_mask.dim() != 3 or tuple(mix_mask.shape[1:]) != grid or \
+                mix_mask.shape[0] not in (1, batch_size):
+            raise ValueError(
+                f'mix_mask must have shape (1 or {batch_size}, {grid[0]}, '
+                f'{grid[1]}), the stride-32 grid of {h}x{w} images (a '
+                f'reduced key spans a square: no finer masks), got '
+                f'{tuple(mix_mask.shape)}')
+
+    def image_groups(self, mix_mask: Tensor, x: Tensor) -> List[StageGroups]:
+        """Per stage, the image groups and attention mask of a mix mask
+        (M, H/32, W/32) for the images ``x`` (B, C, H, W)."""
+        self.check_mix_mask(mix_mask, x.shape[0], x.shape[-2:])
+        # one copy to the device; every grid is derived there
+        mask = mix_mask.to(x.device, torch.bool, non_blocking=True)
+
+        def grid(stride):  # (M, H/stride, W/stride)
+            return resample_mask(mask, self.mix_stride, stride)
+
+        groups, embed_in = [], grid(1)  # pixels
+        for stride, sr in zip(self.out_strides, self.sr_ratios):
+            tokens = grid(stride)
+            attn_mask = None
+            if self.per_group_attention:
+                # a reduced key is one sr x sr window: one square's group
+                keys = grid(stride * sr).flatten(1)  # (M, L_k)
+                attn_mask = (tokens.flatten(1)[:, :, None] ==
+                             keys[:, None, :])[:, None]  # (M, 1, L, L_k)
+            if self.per_group_conv:
+                groups.append(StageGroups(embed_in, tokens, attn_mask))
+            else:
+                groups.append(StageGroups(attn_mask=attn_mask))
+            embed_in = tokens
+        return groups
+
+    def forward(self,
+                x: Tensor,
+                mix_mask: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+        """Images (B, C, H, W) -> one map (B, C_i, H_i, W_i) per entry of
+        ``out_indices`` (mmdet's sizes, H/s_i for H divisible by s_i).
+
+        With ``mix_mask``, bool (M, H/32, W/32), M in {1, B}, True where
+        the square comes from the partner ``x.flip(0)``: ``x`` is mixed and
+        H, W are multiples of 32. Without: any size mmdet takes."""
+        stage_groups = [StageGroups()] * 4
+        if mix_mask is not None:
+            stage_groups = self.image_groups(mix_mask, x)
+        outs = []
+        for i, (patch_embed, blocks, norm) in enumerate(self.layers):
+            groups = stage_groups[i]
+            x, hw = patch_embed(x, groups)  # (B, L, C_i)
+            for block in blocks:
+                x = block(x, hw, groups)
+            x = nlc_to_nchw(norm(x), hw)  # (B, C_i, H_i, W_i)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+
+__all__ = ['MixMAEPVTv2', 'group_conv', 'SpatialReductionAttention']
