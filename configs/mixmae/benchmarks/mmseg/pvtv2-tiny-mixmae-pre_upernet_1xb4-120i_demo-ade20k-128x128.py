@@ -1,77 +1,30 @@
 # UperNet with mmdet's own PVTv2 in the tiny demo arch (b0 widths
 # 32/64/160/256, one block per stage) on the generated ADE20K-layout demo
-# set (`python tools/misc/make_demo_data.py`); minutes on 2 CPU cores. The
-# backbone loads the release-format export of the PVTv2 demo pretraining
+# set: the data, head and schedule of the Swin demo, only the encoder (and,
+# since mmdet's class has no layer ids, the optimizer) differ. The backbone
+# loads the release-format export of the PVTv2 demo pretraining
 # (mixmae_pvtv2-tiny_1xb16-coslr-30e_demo.py):
 #   python tools/model_converters/mixmae_pvtv2_to_release.py \
 #       work_dirs/demo/pretrain_pvtv2/epoch_30.pth \
 #       work_dirs/demo/pretrain_pvtv2/pvtv2-tiny_mixmae-release.pth \
 #       --no-sha-suffix
-_base_ = './pvtv2-b2-mixmae-pre_upernet_8xb2-amp-160k_ade20k-512x512.py'
+_base_ = './swin-tiny-w8-mixmae-pre_upernet_1xb4-120i_demo-ade20k-128x128.py'
 
+custom_imports = dict(
+    imports=['mmdet.models', 'mixmae_mm'], allow_failed_imports=False)
 release = 'work_dirs/demo/pretrain_pvtv2/pvtv2-tiny_mixmae-release.pth'
-crop_size = (128, 128)
-norm_cfg = dict(type='BN', requires_grad=True)  # single CPU process
 model = dict(
-    data_preprocessor=dict(size=crop_size),
     backbone=dict(
+        _delete_=True,
+        type='mmdet.PyramidVisionTransformerV2',
         embed_dims=32,
         num_layers=[1, 1, 1, 1],
+        drop_path_rate=0.1,
+        out_indices=(0, 1, 2, 3),
         init_cfg=dict(checkpoint=release)),
-    decode_head=dict(
-        in_channels=[32, 64, 160, 256], channels=64, norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=160, channels=32, norm_cfg=norm_cfg),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(85, 85)))
-
-data_root = 'data/demo/ade/ADEChallengeData2016'
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(
-        type='RandomResize',
-        scale=(256, 128),
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(256, 128), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs')
-]
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=2,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-
+    decode_head=dict(in_channels=[32, 64, 160, 256]),
+    auxiliary_head=dict(in_channels=160))
+# no layer decay: mmdet's PyramidVisionTransformerV2 has no get_layer_depth
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=4e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(flat_decay_mult=0.0))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=20),
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=20,
-        end=120,
-        by_epoch=False)
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=120, val_interval=60)
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(by_epoch=False, interval=60, max_keep_ckpts=1),
-    visualization=dict(type='SegVisualizationHook', draw=False))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
+    constructor='DefaultOptimWrapperConstructor',
+    paramwise_cfg=dict(_delete_=True, flat_decay_mult=0.0))
