@@ -79,3 +79,34 @@ def test_smoke_run_writes_table_chart_and_readme(tmp_path):
         assert r['finetune_runs'] == s['finetune_runs'], r['key']
         assert r['probe_runs'] == s['probe_runs'], r['key']
         assert r['pretrain_loss'] == s['pretrain_loss'], r['key']
+
+
+def test_smoke_run_pvtv2_rows(tmp_path):
+    """The PVTv2 rows (on request only): MixMAE pretraining of the tiny
+    MixMAEPVTv2, fine-tuning from its checkpoint with the PVTv2 recipe, the
+    probe, and the random-init row."""
+    result = _run(tmp_path, 'p', '--encoders', 'pvtv2_mixmae',
+                  'pvtv2_random')
+    rows = result['rows']
+    assert [r['key'] for r in rows] == ['pvtv2_random', 'pvtv2_mixmae']
+    for r in rows:
+        assert all(0. <= v <= 100. for v in r['finetune_runs'] +
+                   r['probe_runs'])
+        assert (r['pretrain_loss'] is None) == (r['key'] == 'pvtv2_random')
+    work = tmp_path / 'p'
+    ckpt = work / 'pretrain_pvtv2_mixmae_seed0' / 'iter_2.pth'
+    assert ckpt.is_file()
+    for key in ('pvtv2_random', 'pvtv2_mixmae'):
+        with open(work / f'finetune_{key}_seed0' / 'result.json') as f:
+            assert json.load(f)['run']['config'] == \
+                'pvtv2-toy_1xb32-100i_toyshapes-96px.py'
+    # a strict load of the pretrained encoder, reported by the backbone
+    log = (work / 'finetune_pvtv2_mixmae_seed0' / 'console.log').read_text()
+    assert f'MixMAEPVTv2: loaded 110 tensors from {ckpt}' in log
+    log = (work / 'finetune_pvtv2_random_seed0' / 'console.log').read_text()
+    assert "type='MixMAEPVTv2'" in log
+    assert 'Pretrained' not in log and 'iter_2.pth' not in log
+    table = (work / 'result.md').read_text()
+    assert '| PVTv2: random init (no pretraining) |' in table
+    assert '| PVTv2: MixMAE (stride-32 mask, masked attention, dual) |' \
+        in table
