@@ -35,7 +35,7 @@ def test_editable_install_into_this_environment_adds_only_the_package(
     subprocess.run([
         sys.executable, '-m', 'pip', 'install', '--dry-run',
         '--no-build-isolation', '--no-index', '--report',
-        str(report), '-e', f'{ROOT}[det,seg,tests]'
+        str(report), '-e', f'{ROOT}[det,seg,tests,tensorboard]'
     ], check=True, capture_output=True, text=True, timeout=300)
     install = json.loads(report.read_text())['install']
     assert [i['metadata']['name'] for i in install] == ['mixmae_mm']

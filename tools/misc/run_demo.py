@@ -2,9 +2,10 @@
 """The whole MixMAE story on the embedded demo data (README command 1).
 
 Steps, each skipped when its output exists (``--force`` redoes them):
-demo data -> MixMAE pretraining -> reconstruction grid -> fine-tuning and
-evaluation in mmpretrain (classification), mmdet (Mask R-CNN, COCO format)
-and mmseg (UperNet, ADE20K layout) -> a summary table.
+demo data -> MixMAE pretraining -> reconstruction grid and loss / lr
+curves -> fine-tuning and evaluation in mmpretrain (classification), mmdet
+(Mask R-CNN, COCO format) and mmseg (UperNet, ADE20K layout) -> a summary
+table.
 
 Example:
     python tools/misc/run_demo.py --work-dir work_dirs/demo
@@ -112,6 +113,13 @@ def main():
              *images, '--out', grid], osp.join(args.work_dir, 'viz.log'))
     if osp.exists(grid):
         rows.append(('reconstruction grid', '', '', grid))
+
+    curves = osp.join(args.work_dir, 'pretrain_curves.png')
+    if args.force or not osp.exists(curves):
+        run(['tools/analysis_tools/plot_curves.py', pre_dir, '--out', curves,
+             '--title', 'MixMAE demo pretraining'],
+            osp.join(args.work_dir, 'curves.log'))
+    rows.append(('loss / lr curves', '', '', curves))
 
     for task, (config, name, keys) in TASKS.items():
         work = osp.join(args.work_dir, name)

@@ -24,7 +24,8 @@ RECORDED = []
 
 @VISBACKENDS.register_module(force=True)
 class _RecordingVisBackend(BaseVisBackend):
-    """Stands in for TensorBoard: remembers what it was given."""
+    """A second backend that remembers what it was given (the real
+    TensorBoard route: tests/test_tools/test_tensorboard.py)."""
 
     @property
     def experiment(self):
