@@ -21,21 +21,12 @@
 #           type='Pretrained', checkpoint=PRETRAIN_CKPT, prefix='backbone.'))
 #   optim_wrapper: constructor='MixMAELayerDecayOptimWrapperConstructor',
 #       paramwise_cfg=dict(layer_decay_rate=0.9, flat_decay_mult=0.0)
-_base_ = [
-    'mmseg::_base_/models/upernet_swin.py',
-    'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
-]
+_base_ = './swin-base-patch4-window14-mixmae-pre_upernet_8xb2-amp-160k_ade20k-512x512.py'  # noqa
 
 custom_imports = dict(
     imports=['mmdet.models', 'mixmae_mm'], allow_failed_imports=False)
 
-crop_size = (512, 512)
-data_preprocessor = dict(size=crop_size)
 model = dict(
-    data_preprocessor=data_preprocessor,
-    pretrained=None,
     backbone=dict(
         _delete_=True,
         type='mmdet.PyramidVisionTransformerV2',
@@ -46,29 +37,9 @@ model = dict(
         init_cfg=dict(
             checkpoint='work_dirs/mixmae_pvtv2-b2/'
             'pvtv2-b2_mixmae-release.pth')),
-    decode_head=dict(in_channels=[64, 128, 320, 512], num_classes=150),
-    auxiliary_head=dict(in_channels=320, num_classes=150),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
-
+    decode_head=dict(in_channels=[64, 128, 320, 512]),
+    auxiliary_head=dict(in_channels=320))
+# the Swin benchmark's optimizer and schedule, without layer decay
 optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(
-        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(flat_decay_mult=0.0))
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-        end=1500),
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=1500,
-        end=160000,
-        by_epoch=False)
-]
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
+    constructor='DefaultOptimWrapperConstructor',
+    paramwise_cfg=dict(_delete_=True, flat_decay_mult=0.0))
