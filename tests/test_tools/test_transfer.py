@@ -3,34 +3,18 @@ fine-tune and evaluate in mmdet (COCO), mmseg (ADE20K) and mmpretrain
 (classification), each through tools/train.py and tools/test.py with the
 real Runner, datasets and metrics."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from _tool_run import load_checkpoint, run_tool
 from demo_data import make_ade20k, make_coco_instances, make_imagenet_folder
 
-ROOT = Path(__file__).resolve().parents[2]
 BENCH = 'configs/mixmae/benchmarks'
 DET = f'{BENCH}/mmdet/mask-rcnn_swin-tiny-w8-mixmae-pre_fpn_demo_coco.py'
 SEG = (f'{BENCH}/mmseg/'
        'swin-tiny-w8-mixmae-pre_upernet_1xb4-120i_demo-ade20k-128x128.py')
 CLS = f'{BENCH}/mmpretrain/swin-tiny-w8_mixmae-pre_1xb16-coslr-20e_demo.py'
 PRETRAIN = 'configs/mixmae/mixmae_swin-tiny-w8_1xb16-coslr-30e_demo.py'
-
-
-def _run(args, timeout=900):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, *args], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
-    return res
-
-
-def _load(path):
-    return torch.load(path, map_location='cpu', weights_only=False)
 
 
 @pytest.fixture(scope='module')
@@ -41,7 +25,7 @@ def demo(tmp_path_factory):
     make_coco_instances(str(root / 'coco'), num_train=4, num_val=4)
     make_ade20k(str(root / 'ade'), num_train=4, num_val=2)
     work = root / 'pretrain'
-    _run([
+    run_tool([
         'tools/train.py', PRETRAIN, '--work-dir', str(work),
         '--cfg-options', f'train_dataloader.dataset.data_root={root}/imagenet',
         'train_dataloader.batch_size=8', 'train_dataloader.num_workers=0',
@@ -52,8 +36,8 @@ def demo(tmp_path_factory):
 
 def _assert_backbone_from(ckpt_path, pretrain_path):
     """The fine-tuned backbone (frozen) equals the pretraining backbone."""
-    got = _load(ckpt_path)['state_dict']
-    src = _load(pretrain_path)['state_dict']
+    got = load_checkpoint(ckpt_path)['state_dict']
+    src = load_checkpoint(pretrain_path)['state_dict']
     keys = [k for k in src if k.startswith('backbone.')]
     assert len(keys) > 50
     for k in keys:
@@ -87,15 +71,15 @@ def test_mmdet_handoff(demo, tmp_path):
         'val_dataloader.persistent_workers=False',
         'test_dataloader.persistent_workers=False',
     ]
-    _run(['tools/train.py', DET, *_common(pretrain, work),
-          *data, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=10'])
+    run_tool(['tools/train.py', DET, *_common(pretrain, work),
+             *data, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=10'])
     ckpt = work / 'epoch_1.pth'
     sd = _assert_backbone_from(ckpt, pretrain)
     assert torch.equal(sd['backbone.norm0.weight'], torch.ones(32))
     out = tmp_path / 'det_metrics.json'
-    _run(['tools/test.py', DET, str(ckpt), '--work-dir',
-          str(tmp_path / 'det_test'), '--out', str(out), '--cfg-options',
-          *data])
+    run_tool(['tools/test.py', DET, str(ckpt), '--work-dir',
+             str(tmp_path / 'det_test'), '--out', str(out), '--cfg-options',
+             *data])
     metrics = json.loads(out.read_text())
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert 0.0 <= metrics[key] <= 1.0, metrics
@@ -115,15 +99,15 @@ def test_mmseg_handoff(demo, tmp_path):
         'val_dataloader.persistent_workers=False',
         'test_dataloader.persistent_workers=False',
     ]
-    _run(['tools/train.py', SEG, *_common(pretrain, work),
-          *data, 'train_cfg.max_iters=4', 'train_cfg.val_interval=100',
-          'default_hooks.checkpoint.interval=4'])
+    run_tool(['tools/train.py', SEG, *_common(pretrain, work),
+             *data, 'train_cfg.max_iters=4', 'train_cfg.val_interval=100',
+             'default_hooks.checkpoint.interval=4'])
     ckpt = work / 'iter_4.pth'
     _assert_backbone_from(ckpt, pretrain)
     out = tmp_path / 'seg_metrics.json'
-    _run(['tools/test.py', SEG, str(ckpt), '--work-dir',
-          str(tmp_path / 'seg_test'), '--out', str(out), '--cfg-options',
-          *data])
+    run_tool(['tools/test.py', SEG, str(ckpt), '--work-dir',
+             str(tmp_path / 'seg_test'), '--out', str(out), '--cfg-options',
+             *data])
     metrics = json.loads(out.read_text())
     for key in ('mIoU', 'aAcc', 'mAcc'):
         assert 0.0 <= metrics[key] <= 100.0, metrics
@@ -142,13 +126,13 @@ def test_mmpretrain_classification_handoff(demo, tmp_path):
         'val_dataloader.persistent_workers=False',
         'test_dataloader.persistent_workers=False',
     ]
-    _run(['tools/train.py', CLS, *_common(pretrain, work),
-          *data, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=10'])
+    run_tool(['tools/train.py', CLS, *_common(pretrain, work),
+             *data, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=10'])
     ckpt = work / 'epoch_1.pth'
     _assert_backbone_from(ckpt, pretrain)
     out = tmp_path / 'cls_metrics.json'
-    _run(['tools/test.py', CLS, str(ckpt), '--work-dir',
-          str(tmp_path / 'cls_test'), '--out', str(out), '--cfg-options',
-          *data])
+    run_tool(['tools/test.py', CLS, str(ckpt), '--work-dir',
+             str(tmp_path / 'cls_test'), '--out', str(out), '--cfg-options',
+             *data])
     metrics = json.loads(out.read_text())
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0, metrics

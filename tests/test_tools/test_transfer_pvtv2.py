@@ -6,18 +6,14 @@ layer decay loading the pretraining checkpoint; each through tools/train.py
 (and tools/test.py for mmdet and mmseg) with the real Runner, datasets and
 metrics."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from _tool_run import ROOT, load_checkpoint, run_tool
 from demo_data import make_ade20k, make_coco_instances, make_imagenet_folder
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
-ROOT = Path(__file__).resolve().parents[2]
 BENCH = 'configs/mixmae/benchmarks'
 DET = f'{BENCH}/mmdet/retinanet_pvtv2-tiny-mixmae-pre_fpn_demo_coco.py'
 SEG = (f'{BENCH}/mmseg/'
@@ -29,18 +25,6 @@ EXPORT = 'tools/model_converters/mixmae_pvtv2_to_release.py'
 #: default constructor; mmdet's PVTv2 has no frozen_stages), so the saved
 #: backbone is exactly what mmdet's init loaded; neck and heads train.
 STILL_BACKBONE = 'optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult=0.0'
-
-
-def _run(args, timeout=600):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, *args], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
-    return res
-
-
-def _load(path):
-    return torch.load(path, map_location='cpu', weights_only=False)
 
 
 def _no_workers(*loaders):
@@ -60,7 +44,7 @@ def demo(tmp_path_factory):
     make_coco_instances(str(root / 'coco'), num_train=4, num_val=4)
     make_ade20k(str(root / 'ade'), num_train=4, num_val=2)
     work = root / 'pretrain'
-    _run([
+    run_tool([
         'tools/train.py', PRETRAIN, '--work-dir', str(work),
         '--cfg-options', f'train_dataloader.dataset.data_root={root}/imagenet',
         'train_dataloader.batch_size=8', 'train_cfg.max_epochs=1',
@@ -68,14 +52,14 @@ def demo(tmp_path_factory):
     ])
     pretrain = work / 'epoch_1.pth'
     release = root / 'pvtv2-tiny_mixmae-release.pth'
-    res = _run([EXPORT, str(pretrain), str(release), '--no-sha-suffix',
-                '--quiet'])
+    res = run_tool([EXPORT, str(pretrain), str(release), '--no-sha-suffix',
+                   '--quiet'])
     assert 'round trip: exact' in res.stdout
     return root, pretrain, release
 
 
 def _pretrained_backbone(pretrain_path):
-    src = _load(pretrain_path)['state_dict']
+    src = load_checkpoint(pretrain_path)['state_dict']
     backbone = {k: v for k, v in src.items() if k.startswith('backbone.')}
     # 4 stages x (patch embedding 4 + block 14 + norm 2), and the
     # spatial reduction (conv, LN: 4) of the blocks in stages 1-3
@@ -105,21 +89,21 @@ def test_mmdet_retinanet_loads_the_export(demo, tmp_path):
         *_no_workers('train_dataloader', 'val_dataloader',
                      'test_dataloader')
     ]
-    _run([
+    run_tool([
         'tools/train.py', DET, '--work-dir',
         str(work), '--cfg-options',
         f'model.backbone.init_cfg.checkpoint={release}', STILL_BACKBONE,
         *data, 'train_cfg.max_epochs=1', 'train_cfg.val_interval=10'
     ])
     ckpt = work / 'epoch_1.pth'
-    saved = _load(ckpt)
+    saved = load_checkpoint(ckpt)
     _assert_backbone_is(saved['state_dict'], pretrain)
     lrs = {g['lr'] for g in saved['optimizer']['param_groups']}
     assert 0.0 in lrs and max(lrs) > 0  # the heads did train
     out = tmp_path / 'det_metrics.json'
     # after one step every focal-loss score is near its 0.01 prior: without
     # the 0.05 threshold the boxes reach CocoMetric (else it returns {})
-    _run([
+    run_tool([
         'tools/test.py', DET,
         str(ckpt), '--work-dir',
         str(tmp_path / 'det_test'), '--out',
@@ -141,7 +125,7 @@ def test_mmseg_upernet_loads_the_export(demo, tmp_path):
         *_no_workers('train_dataloader', 'val_dataloader',
                      'test_dataloader')
     ]
-    _run([
+    run_tool([
         'tools/train.py', SEG, '--work-dir',
         str(work), '--cfg-options',
         f'model.backbone.init_cfg.checkpoint={release}', STILL_BACKBONE,
@@ -149,9 +133,9 @@ def test_mmseg_upernet_loads_the_export(demo, tmp_path):
         'default_hooks.checkpoint.interval=2'
     ])
     ckpt = work / 'iter_2.pth'
-    _assert_backbone_is(_load(ckpt)['state_dict'], pretrain)
+    _assert_backbone_is(load_checkpoint(ckpt)['state_dict'], pretrain)
     out = tmp_path / 'seg_metrics.json'
-    _run([
+    run_tool([
         'tools/test.py', SEG,
         str(ckpt), '--work-dir',
         str(tmp_path / 'seg_test'), '--out',
@@ -178,13 +162,13 @@ def test_mmpretrain_classification_with_layer_decay(demo, tmp_path):
         f'val_dataloader.dataset.data_root={root}/imagenet',
         *_no_workers('train_dataloader', 'val_dataloader')
     ]
-    _run([
+    run_tool([
         'tools/train.py', CLS, '--work-dir',
         str(work), '--cfg-options',
         f'model.backbone.init_cfg.checkpoint={pretrain}', *data,
         'train_cfg.max_epochs=1', 'train_cfg.val_interval=1'
     ])
-    saved = _load(work / 'epoch_1.pth')
+    saved = load_checkpoint(work / 'epoch_1.pth')
     # layer decay 0.85 over 6 ids: stem 0, block of stage s at s + 1, the
     # rest (head) with the last block
     groups = {

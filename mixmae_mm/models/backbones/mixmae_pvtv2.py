@@ -227,10 +227,6 @@ class MixMAEPVTv2(BaseModule):
     strides = (4, 2, 2, 2)
     #: Stride of the mixing grid.
     mix_stride = 32
-    #: Test controls only: False turns off the per-image convolutions
-    #: (patch embeddings, depth-wise 3x3) or the attention mask.
-    per_group_conv = True
-    per_group_attention = True
 
     def __init__(self,
                  arch: Union[str, dict] = 'b2',
@@ -369,16 +365,11 @@ class MixMAEPVTv2(BaseModule):
         groups, embed_in = [], grid(1)  # pixels
         for stride, sr in zip(self.out_strides, self.sr_ratios):
             tokens = grid(stride)
-            attn_mask = None
-            if self.per_group_attention:
-                # a reduced key is one sr x sr window: one square's group
-                keys = grid(stride * sr).flatten(1)  # (M, L_k)
-                attn_mask = (tokens.flatten(1)[:, :, None] ==
-                             keys[:, None, :])[:, None]  # (M, 1, L, L_k)
-            if self.per_group_conv:
-                groups.append(StageGroups(embed_in, tokens, attn_mask))
-            else:
-                groups.append(StageGroups(attn_mask=attn_mask))
+            # a reduced key is one sr x sr window: one square's group
+            keys = grid(stride * sr).flatten(1)  # (M, L_k)
+            attn_mask = (tokens.flatten(1)[:, :, None] ==
+                         keys[:, None, :])[:, None]  # (M, 1, L, L_k)
+            groups.append(StageGroups(embed_in, tokens, attn_mask))
             embed_in = tokens
         return groups
 

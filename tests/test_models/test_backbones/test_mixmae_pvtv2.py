@@ -251,10 +251,14 @@ def test_no_leakage_between_mixed_images(arch, per_pair):
     print(f'per_pair={per_pair}: own max {max(own):.1e}, '
           f'partner min {min(partner):.1e}')
     assert max(own) < 1e-5 and min(partner) > 1e-3
-    # controls: each leak is real (stage 1 already)
-    model.per_group_conv = False
+    # controls: each leak is real (stage 1 already). The encoder has no
+    # switch for them: the test drops one part of every stage's groups.
+    image_groups = model.image_groups
+    model.image_groups = lambda *a: [
+        g._replace(embed_in=None, tokens=None) for g in image_groups(*a)]
     own_conv, _ = _changes(model, x, mask)
-    model.per_group_conv, model.per_group_attention = True, False
+    model.image_groups = lambda *a: [
+        g._replace(attn_mask=None) for g in image_groups(*a)]
     own_attn, _ = _changes(model, x, mask)
     print(f'  control own max: conv off {own_conv}, attention off '
           f'{own_attn}')
