@@ -1,11 +1,16 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""Datasets and transforms registered into mmpretrain's registries."""
+"""Datasets, samplers and transforms registered into mmpretrain's (datasets,
+transforms) and mmengine's (wrappers, samplers) registries."""
 from .image_folder import (CheckedCustomDataset, CheckedImageNet,
                            FolderChecksMixin)
+from .seeded import (SampleKey, SeededDataset, SeededSampler,
+                     SeededSamplesMixin, seeded_rngs)
 from .transforms import (CorruptImageError, LoadColorImageFromFile,
                          UnsupportedImageError)
 
 __all__ = [
     'CheckedCustomDataset', 'CheckedImageNet', 'FolderChecksMixin',
-    'CorruptImageError', 'LoadColorImageFromFile', 'UnsupportedImageError'
+    'SampleKey', 'SeededDataset', 'SeededSampler', 'SeededSamplesMixin',
+    'seeded_rngs', 'CorruptImageError', 'LoadColorImageFromFile',
+    'UnsupportedImageError'
 ]

@@ -1,11 +1,13 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Image-folder datasets that say what is wrong with a missing or empty
-folder."""
+folder, and augment each sample from its own seed."""
 import os.path as osp
 
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmpretrain.datasets import CustomDataset, ImageNet
 from mmpretrain.registry import DATASETS
+
+from .seeded import SeededSamplesMixin
 
 
 class FolderChecksMixin:
@@ -69,9 +71,11 @@ class FolderChecksMixin:
 
 
 @DATASETS.register_module()
-class CheckedCustomDataset(FolderChecksMixin, CustomDataset):
+class CheckedCustomDataset(SeededSamplesMixin, FolderChecksMixin,
+                           CustomDataset):
     """mmpretrain's ``CustomDataset`` with clear errors for a missing or
-    empty folder (see :class:`FolderChecksMixin`).
+    empty folder (see :class:`FolderChecksMixin`), seeding each sample from
+    a ``SeededSampler``'s key (:class:`SeededSamplesMixin`).
 
     Args:
         **kwargs: Arguments of :class:`mmpretrain.datasets.CustomDataset`.
@@ -79,9 +83,10 @@ class CheckedCustomDataset(FolderChecksMixin, CustomDataset):
 
 
 @DATASETS.register_module()
-class CheckedImageNet(FolderChecksMixin, ImageNet):
+class CheckedImageNet(SeededSamplesMixin, FolderChecksMixin, ImageNet):
     """mmpretrain's ``ImageNet`` with clear errors for a missing or empty
-    folder (see :class:`FolderChecksMixin`).
+    folder (see :class:`FolderChecksMixin`), seeding each sample from a
+    ``SeededSampler``'s key (:class:`SeededSamplesMixin`).
 
     Args:
         **kwargs: Arguments of :class:`mmpretrain.datasets.ImageNet`.

@@ -30,7 +30,11 @@ train_dataloader = dict(
     persistent_workers=True,
     pin_memory=True,
     drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # augmentation seeded per sample from (seed, epoch, index): the same
+    # whatever the workers, so --resume continues exactly (mixmae_mm.datasets)
+    sampler=dict(
+        type='SeededSampler', sampler=dict(type='DefaultSampler',
+                                           shuffle=True)),
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type=dataset_type,

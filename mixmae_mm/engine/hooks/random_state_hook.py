@@ -2,12 +2,15 @@
 """Save the random number generators with each checkpoint and restore them
 on resume, so that a resumed run draws the same mixing masks."""
 import random
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from torch.utils.data import DataLoader
+
+from ...datasets.seeded import SeededSampler
 
 #: Key in ``checkpoint['meta']``.
 META_KEY = 'rng_states'
@@ -59,6 +62,38 @@ def _to_tuple(x):
     return x
 
 
+def _inexact_reasons(runner, loader) -> List[str]:
+    """Why a resume of this run cannot continue the unbroken run's random
+    streams exactly (empty when it can)."""
+    reasons = []
+    loop = runner.train_loop
+    length = len(loader) if isinstance(loader, DataLoader) else 0
+    if not hasattr(loop, 'dataloader_iterator') and length and \
+            runner.iter % length:
+        reasons.append(
+            f'resuming at iteration {runner.iter}, inside an epoch of '
+            f'{length} iterations: mmengine\'s {type(loop).__name__} '
+            'restarts the epoch. Save checkpoints at epoch ends or use '
+            'IterBasedTrainLoop.')
+    if isinstance(loader, DataLoader) and loader.num_workers > 0:
+        sampler = loader.sampler if loader.batch_sampler is None else \
+            getattr(loader.batch_sampler, 'sampler', None)
+        if not isinstance(sampler, SeededSampler):
+            reasons.append(
+                f'{loader.num_workers} data workers augment with generators '
+                'that checkpoints do not hold. Seed each sample instead: '
+                "train_dataloader.sampler=dict(type='SeededSampler', "
+                'sampler=<the sampler>) (see mixmae_mm.datasets.seeded), or '
+                'use num_workers=0.')
+    randomness = runner.cfg.get('randomness', None) or {}
+    if runner.world_size > 1 and randomness.get('diff_rank_seed', False):
+        reasons.append(
+            'randomness.diff_rank_seed=True: each rank drew its own masks, '
+            'but checkpoints hold rank 0\'s generator states, which every '
+            'rank continues from.')
+    return reasons
+
+
 class _RestoreBeforeFetch:
     """Wraps an IterBasedTrainLoop's data iterator: after ``skip`` batches
     (mmengine's replay of the batches trained before the checkpoint) it
@@ -86,29 +121,35 @@ class RandomStateHook(Hook):
     mmengine 0.10.7 re-seeds on start and restores model, optimizer,
     schedulers, message hub and the data order on resume, but not the
     global generators. MixMAE draws its mixing mask with the global torch
-    generator (:class:`MixMAEDataPreprocessor`), and the data pipeline
-    augments with numpy / Python random, so a resumed run would train on
-    other masks than an unbroken one. This hook:
+    generator in the training process (:class:`MixMAEDataPreprocessor`),
+    so a resumed run would train on other masks than an unbroken one. This
+    hook:
 
     * stores the Python, numpy, torch (and CUDA) generator states in
       ``checkpoint['meta']['rng_states']`` whenever a checkpoint is saved;
     * on resume, restores them exactly at the point where the unbroken run
       continued: for a loop with ``dataloader_iterator``
       (``IterBasedTrainLoop``) right before the first new batch is fetched
-      (after mmengine's replay of the already-trained batches, which
-      re-runs the pipeline); for other loops (``EpochBasedTrainLoop``) at
-      the end of ``before_train``;
+      (after mmengine's replay of the already-trained batches); for other
+      loops (``EpochBasedTrainLoop``) at the end of ``before_train``;
+    * gives the training DataLoader a generator of its own (seeded from the
+      run's seed) for the worker base seed that each new DataLoader
+      iterator draws: from the global generator, a resumed run with
+      persistent workers would draw one more number than the unbroken run
+      (which reuses its iterator) and shift every later mask;
     * keeps validation from shifting the training streams (states saved in
       ``before_val`` and restored in ``after_val``), since a resumed run
       does not repeat the validation that followed the checkpoint.
 
-    Exactness holds for checkpoints at epoch ends with
-    ``EpochBasedTrainLoop`` and for any iteration with
-    ``IterBasedTrainLoop``; data workers seed themselves from the config
-    seed (mmengine's ``worker_init_fn``), except persistent workers across
-    epochs, whose states cannot be saved. In distributed training only rank
-    0's states are saved (mmengine saves on rank 0); all ranks get them on
-    resume, which is exact with ``randomness.diff_rank_seed=False``.
+    The data workers' generators are not saved: augmentation is exact on
+    resume when each sample is seeded from (seed, epoch, index)
+    (``SeededSampler``, as the shipped configs do) or runs in the training
+    process (``num_workers=0``). Exactness holds for checkpoints at epoch
+    ends with ``EpochBasedTrainLoop`` and for any iteration with
+    ``IterBasedTrainLoop``. In distributed training only rank 0's states
+    are saved (mmengine saves on rank 0); all ranks get them on resume,
+    which is exact with ``randomness.diff_rank_seed=False``. Each case that
+    is not exact is named in a warning at resume.
 
     Args:
         isolate_val (bool): Save/restore the states around validation.
@@ -143,11 +184,16 @@ class RandomStateHook(Hook):
         self._loaded = (meta.get('iter'), meta.get(META_KEY))
 
     def before_train(self, runner) -> None:
-        """On resume, schedule (or do) the restoration.
+        """Give the DataLoader its own generator; on resume, schedule (or
+        do) the restoration and warn where it cannot be exact.
 
         Args:
             runner (Runner): The runner.
         """
+        loop = runner.train_loop
+        loader = getattr(loop, 'dataloader', None)
+        if isinstance(loader, DataLoader) and loader.generator is None:
+            loader.generator = torch.Generator().manual_seed(runner.seed)
         loaded, self._loaded = self._loaded, None
         if loaded is None or runner.iter == 0 or loaded[0] != runner.iter:
             return  # a fresh run, or load_from (weights only)
@@ -158,19 +204,12 @@ class RandomStateHook(Hook):
                 'without RandomStateHook): the mixing masks and '
                 'augmentations from now on differ from an unbroken run')
             return
-        loop = runner.train_loop
+        for reason in _inexact_reasons(runner, loader):
+            runner.logger.warning(f'Resume is not exact: {reason}')
         if hasattr(loop, 'dataloader_iterator'):
             loop.dataloader_iterator = _RestoreBeforeFetch(
                 loop, loop.dataloader_iterator, runner.iter, states)
         else:
-            length = len(getattr(loop, 'dataloader', ()) or ())
-            if length and runner.iter % length:
-                runner.logger.warning(
-                    f'Resuming at iteration {runner.iter}, inside an epoch '
-                    f'of {length} iterations: mmengine\'s '
-                    f'{type(loop).__name__} restarts the epoch, so this is '
-                    'not an exact continuation. Save checkpoints at epoch '
-                    'ends or use IterBasedTrainLoop for exact resumes.')
             set_rng_states(states)
 
     def before_val(self, runner) -> None:
