@@ -12,10 +12,12 @@ from .launch import setup_cpu_distributed
 from .safe_globals import (SAFE_GLOBALS, TRUSTED_GLOBALS_ENV, allowed_globals,
                            trust_checkpoint_globals,
                            trusted_checkpoint_globals)
-from .safe_unpickler import UnsafeCheckpointError, safe_torch_load
+from .safe_unpickler import (CorruptCheckpointError, UnsafeCheckpointError,
+                             checkpoint_damage, safe_torch_load)
 
 __all__ = [
-    'SAFE_GLOBALS', 'TRUSTED_GLOBALS_ENV', 'UnsafeCheckpointError',
+    'SAFE_GLOBALS', 'TRUSTED_GLOBALS_ENV', 'CorruptCheckpointError',
+    'UnsafeCheckpointError', 'checkpoint_damage',
     'allowed_globals', 'apply_checkpoint_trust', 'load_from_local',
     'register_safe_loaders', 'safe_load_context',
     'safe_torch_load', 'trust_checkpoint_globals',

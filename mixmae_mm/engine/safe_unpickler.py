@@ -163,6 +163,49 @@ def _zip_names(fobj: io.IOBase) -> Optional[List[str]]:
         fobj.seek(start)
 
 
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file that is truncated or damaged."""
+
+
+def checkpoint_damage(fobj: io.IOBase) -> Optional[str]:
+    """What is wrong with the bytes of a zip checkpoint, ``None`` if
+    nothing (or if it is no zip: legacy files are left to ``torch.load``).
+
+    ``torch.load`` does not check the records' CRC-32, so a damaged byte
+    would load as a wrong weight; this reads the whole file once to check
+    them. The position is kept.
+
+    Args:
+        fobj (io.IOBase): The open, seekable checkpoint file.
+
+    Returns:
+        str | None: The damage, as the end of a sentence.
+    """
+    start = fobj.tell()
+    try:
+        if fobj.read(4) != _ZIP_MAGIC:
+            return None
+        fobj.seek(start)
+        try:
+            with zipfile.ZipFile(fobj) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, EOFError) as err:
+            return (f'is not a complete zip archive ({err}): it is '
+                    'truncated, e.g. its writing was interrupted')
+        if bad is not None:
+            return (f'has a damaged record: {bad} fails its CRC-32 check '
+                    '(the file changed after it was written)')
+        return None
+    finally:
+        fobj.seek(start)
+
+
+def _corrupt(source: str, fobj: io.IOBase, what: str) -> str:
+    size = fobj.seek(0, io.SEEK_END)
+    return (f'Checkpoint {source} ({size} bytes) {what}. It cannot be '
+            'loaded; use an earlier checkpoint.')
+
+
 def _is_torchscript(fobj: io.IOBase, names: Optional[List[str]]) -> bool:
     """Whether ``torch.load`` would hand ``fobj`` to ``torch.jit.load``.
 
@@ -312,6 +355,9 @@ def _load_file(fobj: io.IOBase, source: str, map_location: Any,
                pickle_load_args: Dict[str, Any]) -> Any:
     """Restricted ``torch.load`` of an open, seekable binary file."""
     _check_not_forced_weights_only(source)
+    damage = checkpoint_damage(fobj)
+    if damage:
+        raise CorruptCheckpointError(_corrupt(source, fobj, damage))
     names = _zip_names(fobj)
     if _is_torchscript(fobj, names):
         raise UnsafeCheckpointError(
@@ -338,6 +384,12 @@ def _load_file(fobj: io.IOBase, source: str, map_location: Any,
         names = _refused_in(fobj, allowed)
         names += [n for n in refused if n not in names]
         raise UnsafeCheckpointError(_explain(source, err, names)) from None
+    except (EOFError, UnicodeDecodeError, RuntimeError) as err:
+        # torch's reader on a file that passed the zip checks, or a legacy
+        # (non-zip) file cut short
+        raise CorruptCheckpointError(
+            _corrupt(source, fobj,
+                     f'is damaged ({type(err).__name__}: {err})')) from err
 
 
 def _restricted_load(f: Any, map_location: Any, source: Optional[str],
@@ -364,6 +416,8 @@ def safe_torch_load(f: Any, map_location: Any = None) -> Any:
         Any: The unpickled checkpoint.
 
     Raises:
+        CorruptCheckpointError: If the file is truncated or damaged (zip
+            records are checked against their CRC-32).
         UnsafeCheckpointError: If the file pickles anything outside
             :func:`allowed_globals` or is a TorchScript archive; the message
             names the refused globals and the opt-in.
@@ -373,4 +427,7 @@ def safe_torch_load(f: Any, map_location: Any = None) -> Any:
     return _restricted_load(f, map_location, None, {})
 
 
-__all__ = ['UnsafeCheckpointError', 'safe_torch_load']
+__all__ = [
+    'CorruptCheckpointError', 'UnsafeCheckpointError', 'checkpoint_damage',
+    'safe_torch_load'
+]

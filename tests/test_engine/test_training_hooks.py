@@ -1,11 +1,17 @@
 """NonFiniteLossHook, AtomicCheckpointHook and RandomStateHook with small
 in-process runners."""
+import errno
 import os
+import re
+import struct
 import uuid
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import BaseModel
@@ -13,8 +19,9 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 import mixmae_mm  # noqa: F401
-from mixmae_mm.engine import (AtomicCheckpointHook, NonFiniteLossHook,
-                              RandomStateHook)
+from mixmae_mm.engine import (AtomicCheckpointHook, CorruptCheckpointError,
+                              NonFiniteLossHook, RandomStateHook,
+                              safe_torch_load)
 
 
 class ToyModel(BaseModel):
@@ -283,3 +290,149 @@ def test_load_from_without_resume_does_not_touch_rng(tmp_path, monkeypatch):
     b.train()  # fine-tuning style: starts at 0, states not applied
     assert b.iter == 5
     assert hook._loaded is None
+
+
+# ----------------------------------------- faults on the checkpoint path
+ATOMIC = dict(type='AtomicCheckpointHook', interval=1, by_epoch=False)
+
+
+def _log_text(runner):
+    return (Path(runner.log_dir) / f'{runner.timestamp}.log').read_text()
+
+
+def _disk_full_on(name, monkeypatch):
+    """The file system fills up while ``name`` is written (half of it)."""
+    original = LocalBackend.put
+
+    def put(backend, obj, filepath):
+        if name in os.path.basename(str(filepath)):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(backend, obj, filepath)
+
+    monkeypatch.setattr(LocalBackend, 'put', put)
+
+
+def test_disk_full_while_saving_loses_nothing(tmp_path, monkeypatch):
+    unbroken = LossRecorder()
+    torch.manual_seed(0)  # ToyModel is built before the Runner seeds
+    make_runner(tmp_path / 'u', [RandomStateHook(), unbroken],
+                shuffle=True).train()
+    work = tmp_path / 'w'
+    _disk_full_on('iter_4', monkeypatch)
+    torch.manual_seed(0)
+    with pytest.raises(OSError) as err:
+        make_runner(work, [RandomStateHook()], shuffle=True,
+                    ckpt=dict(ATOMIC, interval=2, max_keep_ckpts=1)).train()
+    assert err.value.errno == errno.ENOSPC
+    msg = str(err.value)
+    assert f'Could not write checkpoint {work / "iter_4.pth"}' in msg
+    assert re.search(r'\d+\.\d MiB free in ', msg)
+    assert f'previous checkpoint ({work / "iter_2.pth"})' in msg
+    # the previous checkpoint and last_checkpoint are intact, the partial
+    # file is gone
+    assert sorted(p.name for p in work.iterdir() if 'pth' in p.name) == [
+        'iter_2.pth'
+    ]
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
+    assert safe_torch_load(work / 'iter_2.pth')['meta']['iter'] == 2
+    # space freed: --resume continues exactly
+    monkeypatch.undo()
+    resumed = LossRecorder()
+    make_runner(work, [RandomStateHook(), resumed], shuffle=True,
+                ckpt=dict(ATOMIC, interval=2), resume=True).train()
+    assert resumed.losses == {i: unbroken.losses[i] for i in (3, 4, 5)}
+
+
+def _three_checkpoints(work):
+    make_runner(work, [], ckpt=dict(ATOMIC), train_cfg=dict(
+        by_epoch=False, max_iters=3)).train()
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_3.pth')
+
+
+def _damage(path, how):
+    data = bytearray(path.read_bytes())
+    if how == 'truncated':
+        path.write_bytes(bytes(data[:len(data) // 2]))
+    elif how == 'flipped byte':
+        # one byte of a tensor's storage record (zip local header: 30 bytes
+        # + name + extra field)
+        with zipfile.ZipFile(path) as archive:
+            info = next(i for i in archive.infolist()
+                        if '/data/' in i.filename and i.file_size)
+        names = struct.unpack_from('<HH', data, info.header_offset + 26)
+        data[info.header_offset + 30 + sum(names)] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        path.unlink()
+
+
+@pytest.mark.parametrize('how', ['truncated', 'flipped byte', 'missing'])
+def test_auto_resume_falls_back_to_newest_complete(tmp_path, how):
+    work = tmp_path / 'w'
+    _three_checkpoints(work)
+    _damage(work / 'iter_3.pth', how)
+    rec = LossRecorder()
+    runner = make_runner(work, [rec], ckpt=ATOMIC, resume=True)
+    runner.train()
+    assert sorted(rec.losses) == [3, 4, 5]  # resumed after iteration 2
+    log = _log_text(runner)
+    what = {'truncated': 'is not a complete zip archive',
+            'flipped byte': 'has a damaged record: archive/',
+            'missing': 'does not exist'}[how]
+    assert f'names {work / "iter_3.pth"}, which {what}' in log
+    assert how != 'flipped byte' or 'fails its CRC-32 check' in log
+    assert f'Resuming from {work / "iter_2.pth"} instead' in log
+    assert 'resume_fallback=False' in log
+
+
+def test_auto_resume_without_last_checkpoint_file_warns(tmp_path):
+    work = tmp_path / 'w'
+    _three_checkpoints(work)
+    (work / 'last_checkpoint').unlink()
+    rec = LossRecorder()
+    runner = make_runner(work, [rec], ckpt=ATOMIC, resume=True)
+    runner.train()
+    assert sorted(rec.losses) == [4, 5]
+    assert f'{work} has no last_checkpoint file. Resuming from ' \
+        f'{work / "iter_3.pth"}' in _log_text(runner)
+
+
+def test_fallback_off_stops_with_both_files_named(tmp_path):
+    work = tmp_path / 'w'
+    _three_checkpoints(work)
+    _damage(work / 'iter_3.pth', 'truncated')
+    runner = make_runner(work, [], resume=True,
+                         ckpt=dict(ATOMIC, resume_fallback=False))
+    with pytest.raises(CorruptCheckpointError) as err:
+        runner.train()
+    msg = str(err.value)
+    assert f'names {work / "iter_3.pth"}, which is not a complete zip' in msg
+    assert f'--resume {work / "iter_2.pth"}' in msg
+    assert 'resume_fallback=False' in msg
+
+
+def test_no_complete_checkpoint_left_is_an_error(tmp_path):
+    work = tmp_path / 'w'
+    _three_checkpoints(work)
+    for i in (1, 2, 3):
+        _damage(work / f'iter_{i}.pth', 'truncated')
+    with pytest.raises(CorruptCheckpointError, match='holds no other '
+                       'complete checkpoint'):
+        make_runner(work, [], ckpt=ATOMIC, resume=True).train()
+
+
+@pytest.mark.parametrize('how', ['truncated', 'flipped byte'])
+def test_explicit_resume_of_a_corrupt_file_names_it(tmp_path, how):
+    work = tmp_path / 'w'
+    _three_checkpoints(work)
+    _damage(work / 'iter_3.pth', how)
+    runner = make_runner(tmp_path / 'b', [], resume=True,
+                         load_from=str(work / 'iter_3.pth'))
+    with pytest.raises(CorruptCheckpointError) as err:
+        runner.train()
+    assert str(err.value).startswith(f'Checkpoint {work / "iter_3.pth"} (')
+    # torch alone loads the flipped byte as a wrong value without a word
+    if how == 'flipped byte':
+        torch.load(work / 'iter_3.pth', weights_only=False)
