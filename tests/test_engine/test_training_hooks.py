@@ -68,7 +68,7 @@ class LossRecorder(Hook):
 
 
 def make_runner(work_dir, hooks, n=8, bad=(), train_cfg=None, shuffle=False,
-                ckpt=None, inf=(), **kwargs):
+                ckpt=None, inf=(), workers=0, **kwargs):
     return Runner(
         model=ToyModel(),
         work_dir=str(work_dir),
@@ -77,7 +77,7 @@ def make_runner(work_dir, hooks, n=8, bad=(), train_cfg=None, shuffle=False,
             dataset=ToyData(n, bad, inf),
             sampler=dict(type='DefaultSampler', shuffle=shuffle),
             batch_size=2,
-            num_workers=0),
+            num_workers=workers),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         train_cfg=train_cfg or dict(by_epoch=False, max_iters=5),
         default_hooks=dict(checkpoint=ckpt or dict(
@@ -276,6 +276,31 @@ def test_epoch_based_resume_continues_random_streams(tmp_path, with_hook,
     assert sorted(b) == [5, 6, 7, 8, 9, 10, 11, 12]
     same = all(a[i] == b[i] for i in b)
     assert same == with_hook, (a, b)
+
+
+@pytest.mark.parametrize('case', ['workers', 'mid-epoch'])
+def test_inexact_resumes_are_named_in_a_warning(tmp_path, case):
+    # unseeded samples in 2 workers; or an epoch-based loop resumed at
+    # iteration 3 of a 4-iteration epoch
+    workers, ckpt, name = (2, dict(type='AtomicCheckpointHook', interval=1),
+                           'epoch_1.pth') if case == 'workers' else (
+        0, dict(type='AtomicCheckpointHook', interval=3, by_epoch=False),
+        'iter_3.pth')
+    train_cfg = dict(by_epoch=True, max_epochs=2)
+    make_runner(tmp_path / 'a', [RandomStateHook()], workers=workers,
+                train_cfg=train_cfg, ckpt=ckpt).train()
+    b = make_runner(tmp_path / 'b', [RandomStateHook()], workers=workers,
+                    train_cfg=train_cfg, resume=True,
+                    load_from=str(tmp_path / 'a' / name))
+    b.train()
+    expected = {
+        'workers': 'Resume is not exact: 2 data workers augment with '
+        'generators that checkpoints do not hold',
+        'mid-epoch': 'Resume is not exact: resuming at iteration 3, inside '
+        'an epoch of 4 iterations'
+    }[case]
+    assert expected in _log_text(b)
+    # the seeded and the epoch-end cases are silent (test_resume.py)
 
 
 def test_load_from_without_resume_does_not_touch_rng(tmp_path, monkeypatch):

@@ -1,16 +1,20 @@
 """Test-only hooks for the resume tests, imported by the training
 subprocess through ``custom_imports`` (this folder is on its PYTHONPATH).
 
-* ``RecordLossHook(path)``: appends ``{"iter": n, "loss": float.hex}`` per
-  iteration (exact values).
+* ``RecordLossHook(path)``: appends ``{"iter": n, "rank": r, "loss":
+  float.hex}`` per iteration (exact values).
 * ``KillHook``: ``KILL_AFTER_ITER=k`` SIGKILLs the process after iteration
-  k (after the checkpoint hook saved); ``KILL_DURING_WRITE=name`` SIGKILLs
-  it in the middle of writing the checkpoint file whose name contains
-  ``name`` (half of the bytes written).
+  k (after the checkpoint hook saved), only on rank ``KILL_RANK`` if that
+  is set, first writing the time to the file ``KILL_STAMP`` if that is set;
+  ``KILL_DURING_WRITE=name`` SIGKILLs it in the middle of writing the
+  checkpoint file whose name contains ``name`` (half of the bytes written).
 """
 import json
 import os
 import signal
+import time
+
+from mmengine.dist import get_rank
 
 from mmengine.fileio.backends import local_backend
 from mmengine.hooks import Hook
@@ -28,7 +32,8 @@ class RecordLossHook(Hook):
                          outputs=None):
         loss = float(outputs['loss'].item()).hex()
         with open(self.path, 'a') as f:
-            f.write(json.dumps(dict(iter=runner.iter + 1, loss=loss)) + '\n')
+            f.write(json.dumps(dict(iter=runner.iter + 1, rank=get_rank(),
+                                    loss=loss)) + '\n')
 
 
 def _die():
@@ -57,5 +62,11 @@ class KillHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        if runner.iter + 1 == int(os.environ.get('KILL_AFTER_ITER', -1)):
-            _die()
+        rank = os.environ.get('KILL_RANK')
+        if runner.iter + 1 != int(os.environ.get('KILL_AFTER_ITER', -1)) or \
+                rank is not None and int(rank) != get_rank():
+            return
+        if os.environ.get('KILL_STAMP'):
+            with open(os.environ['KILL_STAMP'], 'w') as f:
+                f.write(repr(time.time()))
+        _die()

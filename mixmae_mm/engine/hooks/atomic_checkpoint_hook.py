@@ -215,6 +215,19 @@ class AtomicCheckpointHook(CheckpointHook):
         partial_name = f'.{ckpt_filename}{PARTIAL_SUFFIX}'
         partial = osp.join(self.out_dir, partial_name)
         previous = self.last_ckpt if hasattr(self, 'last_ckpt') else None
+        # the bookkeeping goes into the checkpoint's message hub, as in
+        # mmengine, so that a resumed run deletes this file in its turn
+        drop = None
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
+                                            self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                drop = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids',
+                                           list(self.keep_ckpt_ids))
+        self.last_ckpt = path
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+
         try:
             runner.save_checkpoint(
                 self.out_dir,
@@ -236,17 +249,6 @@ class AtomicCheckpointHook(CheckpointHook):
                 f'Nothing was lost: the previous checkpoint '
                 f'({previous or "none this run"}) and last_checkpoint are '
                 'unchanged; free space and resume with --resume.') from err
-
-        drop = None
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
-                                            self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                drop = self.keep_ckpt_ids.popleft()
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids',
-                                           list(self.keep_ckpt_ids))
-        self.last_ckpt = path
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
 
         if not is_main_process():
             return
