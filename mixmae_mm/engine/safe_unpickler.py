@@ -157,7 +157,7 @@ def _zip_names(fobj: io.IOBase) -> Optional[List[str]]:
         try:
             with zipfile.ZipFile(fobj) as archive:
                 return archive.namelist()
-        except zipfile.BadZipFile:
+        except (zipfile.BadZipFile, EOFError):
             return []  # torch.load will refuse it; nothing to scan
     finally:
         fobj.seek(start)
@@ -181,23 +181,22 @@ def checkpoint_damage(fobj: io.IOBase) -> Optional[str]:
     Returns:
         str | None: The damage, as the end of a sentence.
     """
+    names = _zip_names(fobj)
+    if names is None:
+        return None
+    if not names:
+        return ('is not a complete zip archive: it is truncated, e.g. its '
+                'writing was interrupted')
     start = fobj.tell()
     try:
-        if fobj.read(4) != _ZIP_MAGIC:
-            return None
-        fobj.seek(start)
-        try:
-            with zipfile.ZipFile(fobj) as archive:
-                bad = archive.testzip()
-        except (zipfile.BadZipFile, EOFError) as err:
-            return (f'is not a complete zip archive ({err}): it is '
-                    'truncated, e.g. its writing was interrupted')
-        if bad is not None:
-            return (f'has a damaged record: {bad} fails its CRC-32 check '
-                    '(the file changed after it was written)')
-        return None
+        with zipfile.ZipFile(fobj) as archive:
+            bad = archive.testzip()
     finally:
         fobj.seek(start)
+    if bad is not None:
+        return (f'has a damaged record: {bad} fails its CRC-32 check (the '
+                'file changed after it was written)')
+    return None
 
 
 def _corrupt(source: str, fobj: io.IOBase, what: str) -> str:
