@@ -14,6 +14,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from ..safe_unpickler import CorruptCheckpointError, checkpoint_damage
+from .random_state_hook import RANKS_KEY, gather_rng_states
 
 #: Suffix of a checkpoint being written (``.<name>.partial``).
 PARTIAL_SUFFIX = '.partial'
@@ -101,7 +102,9 @@ class AtomicCheckpointHook(CheckpointHook):
     5. on a failed write (e.g. ``ENOSPC``, disk full) removes the partial
        file and raises an ``OSError`` naming the checkpoint, the free space
        and the previous checkpoint, which ``last_checkpoint`` still names;
-    6. on auto-resume (``--resume`` without a path), if ``last_checkpoint``
+    6. stores every rank's generator states in ``meta`` (distributed runs;
+       read by :class:`RandomStateHook`);
+    7. on auto-resume (``--resume`` without a path), if ``last_checkpoint``
        names a missing, truncated or damaged file (or is missing while
        checkpoints exist), resumes from the newest complete checkpoint of
        that folder with a warning naming both files; with
@@ -207,6 +210,11 @@ class AtomicCheckpointHook(CheckpointHook):
             step (int): Epoch or iteration number of the checkpoint.
             meta (dict): Meta information saved in the checkpoint.
         """
+        # only rank 0 writes, but every rank passes here: the one moment to
+        # collect each rank's generator states for RandomStateHook
+        states = gather_rng_states()
+        if states is not None:
+            meta = dict(meta, **{RANKS_KEY: states})
         if not self._is_local():
             return super()._save_checkpoint_with_step(runner, step, meta)
 

@@ -6,14 +6,17 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from torch.utils.data import DataLoader
 
 from ...datasets.seeded import SeededSampler
 
-#: Key in ``checkpoint['meta']``.
+#: Keys in ``checkpoint['meta']``: the saving rank's states, and every
+#: rank's (distributed runs).
 META_KEY = 'rng_states'
+RANKS_KEY = 'rng_states_per_rank'
 
 
 def get_rng_states() -> Dict[str, Any]:
@@ -35,6 +38,18 @@ def get_rng_states() -> Dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states['cuda'] = torch.cuda.get_rng_state_all()
     return states
+
+
+def gather_rng_states() -> Optional[List[Dict[str, Any]]]:
+    """Every rank's :func:`get_rng_states`, in rank order; ``None`` when
+    not distributed. A collective: all ranks must call it.
+
+    Returns:
+        list[dict] | None: The states of ranks 0..world_size-1.
+    """
+    if get_world_size() < 2:
+        return None
+    return all_gather_object(get_rng_states())
 
 
 def set_rng_states(states: Dict[str, Any]) -> None:
@@ -62,7 +77,7 @@ def _to_tuple(x):
     return x
 
 
-def _inexact_reasons(runner, loader) -> List[str]:
+def _inexact_reasons(runner, loader, per_rank) -> List[str]:
     """Why a resume of this run cannot continue the unbroken run's random
     streams exactly (empty when it can)."""
     reasons = []
@@ -85,12 +100,14 @@ def _inexact_reasons(runner, loader) -> List[str]:
                 "train_dataloader.sampler=dict(type='SeededSampler', "
                 'sampler=<the sampler>) (see mixmae_mm.datasets.seeded), or '
                 'use num_workers=0.')
+    saved = len(per_rank) if per_rank else 1
     randomness = runner.cfg.get('randomness', None) or {}
-    if runner.world_size > 1 and randomness.get('diff_rank_seed', False):
+    if saved != runner.world_size and (
+            saved > 1 or randomness.get('diff_rank_seed', False)):
         reasons.append(
-            'randomness.diff_rank_seed=True: each rank drew its own masks, '
-            'but checkpoints hold rank 0\'s generator states, which every '
-            'rank continues from.')
+            f'the checkpoint holds the generator states of {saved} rank(s) '
+            f'and this run has {runner.world_size}: the ranks continue from '
+            'the states of rank 0 (or of the rank with their number).')
     return reasons
 
 
@@ -146,10 +163,12 @@ class RandomStateHook(Hook):
     (``SeededSampler``, as the shipped configs do) or runs in the training
     process (``num_workers=0``). Exactness holds for checkpoints at epoch
     ends with ``EpochBasedTrainLoop`` and for any iteration with
-    ``IterBasedTrainLoop``. In distributed training only rank 0's states
-    are saved (mmengine saves on rank 0); all ranks get them on resume,
-    which is exact with ``randomness.diff_rank_seed=False``. Each case that
-    is not exact is named in a warning at resume.
+    ``IterBasedTrainLoop``. In distributed training each rank continues
+    from its own states (:class:`AtomicCheckpointHook` gathers them into
+    ``checkpoint['meta']['rng_states_per_rank']``, since only rank 0
+    writes), so ``randomness.diff_rank_seed=True`` resumes exactly too, with
+    the same number of ranks. Each case that is not exact is named in a
+    warning at resume.
 
     Args:
         isolate_val (bool): Save/restore the states around validation.
@@ -181,7 +200,8 @@ class RandomStateHook(Hook):
             checkpoint (dict): The loaded checkpoint.
         """
         meta = checkpoint.get('meta', {}) or {}
-        self._loaded = (meta.get('iter'), meta.get(META_KEY))
+        self._loaded = (meta.get('iter'), meta.get(META_KEY),
+                        meta.get(RANKS_KEY))
 
     def before_train(self, runner) -> None:
         """Give the DataLoader its own generator; on resume, schedule (or
@@ -204,8 +224,11 @@ class RandomStateHook(Hook):
                 'without RandomStateHook): the mixing masks and '
                 'augmentations from now on differ from an unbroken run')
             return
-        for reason in _inexact_reasons(runner, loader):
+        per_rank = loaded[2]
+        for reason in _inexact_reasons(runner, loader, per_rank):
             runner.logger.warning(f'Resume is not exact: {reason}')
+        if per_rank and get_rank() < len(per_rank):
+            states = per_rank[get_rank()]
         if hasattr(loop, 'dataloader_iterator'):
             loop.dataloader_iterator = _RestoreBeforeFetch(
                 loop, loop.dataloader_iterator, runner.iter, states)
