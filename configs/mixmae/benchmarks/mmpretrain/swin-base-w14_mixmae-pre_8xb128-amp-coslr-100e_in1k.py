@@ -35,7 +35,16 @@ model = dict(
         dict(type='CutMix', alpha=1.0)
     ]))
 
-train_dataloader = dict(batch_size=128, num_workers=10)
+# augmentation seeded per sample (mixmae_mm.datasets.seeded): --resume
+# continues exactly whatever the workers
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=10,
+    sampler=dict(
+        _delete_=True,
+        type='SeededSampler',
+        sampler=dict(type='DefaultSampler', shuffle=True)),
+    dataset=dict(type='CheckedImageNet'))
 val_dataloader = dict(batch_size=128, num_workers=10)
 test_dataloader = val_dataloader
 
