@@ -310,3 +310,25 @@ def test_new_shape_kinds_differ_from_their_look_alikes(kind):
         masks.append(np.asarray(img) > 0)
     assert masks[0].sum() > 100  # something was drawn
     assert (masks[0] != masks[1]).mean() > 0.1
+
+
+# ------------------------------------------------------ object size/count --
+def test_coco_object_radius_and_count(tmp_path):
+    """``radius`` sets the objects' size (a shape inscribed in a circle of
+    radius r spans 1.7 r to 2 r + 1 pixels), ``max_objects`` their count;
+    an impossible range is refused."""
+    counts = make_coco_instances(
+        str(tmp_path / 'a'), num_train=6, num_val=2, size=(128, 160),
+        seed=1, max_objects=1, radius=(0.3, 0.35))
+    assert counts['train'] == dict(images=6, instances=6)
+    data = json.loads(
+        (tmp_path / 'a' / 'annotations' /
+         'instances_train2017.json').read_text())
+    r_min, r_max = int(0.3 * 128), int(0.35 * 128)
+    for a in data['annotations']:
+        side = max(a['bbox'][2:])
+        assert 1.7 * r_min <= side <= 2 * r_max + 1, a['bbox']
+    for bad in ((0.3, 0.2), (0.0, 0.2), (0.2, 0.5)):
+        with pytest.raises(ValueError, match='radius'):
+            make_coco_instances(
+                str(tmp_path / 'b'), 1, 1, radius=bad)

@@ -93,14 +93,16 @@ def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, box, color) -> None:
 
 def render_image(rng: np.random.Generator, kind: str,
                  size: int) -> Image.Image:
-    """One demo image of class ``kind``."""
-    img = Image.fromarray(_background(rng, size))
-    draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(1, 4))):
-        side = rng.uniform(0.2, 0.5) * size
-        x0, y0 = rng.uniform(0, size - side, 2)
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        _draw_shape(draw, kind, (x0, y0, x0 + side, y0 + side), color)
+    """One demo image of class ``kind``: a single shape of 40-70% of the
+    side in a colour far from the background's, so that the few-minute
+    demo fine-tuning can learn the class from 256 images."""
+    bg = _background(rng, size)
+    img = Image.fromarray(bg)
+    side = rng.uniform(0.4, 0.7) * size
+    x0, y0 = rng.uniform(0, size - side, 2)
+    color = _contrasting_color(rng, bg[::8, ::8].reshape(-1, 3))
+    _draw_shape(ImageDraw.Draw(img), kind, (x0, y0, x0 + side, y0 + side),
+                color)
     return img
 
 
@@ -142,9 +144,9 @@ def make_imagenet_folder(out_dir: str,
             folders; classes drawn uniformly), for self-supervised
             pretraining. Written after the labelled splits, so they do not
             change them. Defaults to 0.
-        style (str): 'demo' (1-3 shapes of 20-50% of the side, random
-            colours, :func:`render_image`) or 'toy' (1-2 shapes of 35-65%
-            in contrasting colours, :func:`render_toy_image`).
+        style (str): 'demo' (one shape of 40-70% of the side in a
+            contrasting colour, :func:`render_image`) or 'toy' (1-2 shapes
+            of 35-65% in contrasting colours, :func:`render_toy_image`).
             Defaults to 'demo'.
 
     Returns:
@@ -225,10 +227,13 @@ def _contrasting_color(rng: np.random.Generator,
     return tuple(int(c) for c in best)
 
 
-def render_coco_image(rng: np.random.Generator,
-                      size: Union[int, Sequence[int]] = (128, 160),
-                      max_objects: int = 4,
-                      gap: int = 3) -> Tuple[np.ndarray, List[dict]]:
+def render_coco_image(
+        rng: np.random.Generator,
+        size: Union[int, Sequence[int]] = (128, 160),
+        max_objects: int = 4,
+        gap: int = 3,
+        radius: Tuple[float, float] = (0.1, 0.25)
+) -> Tuple[np.ndarray, List[dict]]:
     """One demo detection image and its objects.
 
     Shapes of random kind, size and place are laid out so that their boxes
@@ -241,6 +246,8 @@ def render_coco_image(rng: np.random.Generator,
         size (int | tuple[int, int]): ``(H, W)``, or a square side.
         max_objects (int): At most this many objects (at least one).
         gap (int): Minimum distance in pixels between object boxes.
+        radius (tuple[float, float]): Range of an object's radius (half its
+            box side) as fractions of the shorter image side; at least 4 px.
 
     Returns:
         tuple[np.ndarray, list[dict]]: The uint8 (H, W, 3) RGB image and one
@@ -249,13 +256,19 @@ def render_coco_image(rng: np.random.Generator,
     """
     from pycocotools import mask as mask_util
     h, w = _hw(size)
+    r_min = max(4, int(radius[0] * min(h, w)))
+    r_max = int(radius[1] * min(h, w))
+    if not 0 < radius[0] <= radius[1] < 0.5 or r_max < r_min:
+        raise ValueError(f'radius must be fractions 0 < lo <= hi < 0.5 of '
+                         f'the shorter side giving at least 4 px, got '
+                         f'{radius} for size {(h, w)}')
     img = _background(rng, (h, w))
     objects, boxes = [], []
     target = int(rng.integers(1, max_objects + 1))
     for _ in range(50 * target):
         if len(objects) == target:
             break
-        r = int(rng.integers(max(4, min(h, w) // 10), min(h, w) // 4 + 1))
+        r = int(rng.integers(r_min, r_max + 1))
         cx = int(rng.integers(r + 1, w - r))
         cy = int(rng.integers(r + 1, h - r))
         box = (cx - r - gap, cy - r - gap, cx + r + gap, cy + r + gap)
@@ -279,7 +292,10 @@ def make_coco_instances(out_dir: str,
                         num_train: int = 16,
                         num_val: int = 8,
                         size: Union[int, Sequence[int]] = (128, 160),
-                        seed: int = 0) -> Dict[str, Dict[str, int]]:
+                        seed: int = 0,
+                        max_objects: int = 4,
+                        radius: Tuple[float, float] = (0.1, 0.25)
+                        ) -> Dict[str, Dict[str, int]]:
     """Write a COCO-style instance set: ``out_dir/{train,val}2017/*.jpg`` and
     ``out_dir/annotations/instances_{train,val}2017.json``.
 
@@ -298,6 +314,11 @@ def make_coco_instances(out_dir: str,
         size (int | tuple[int, int]): Image ``(H, W)``, or a square side.
             Defaults to ``(128, 160)``.
         seed (int): Seed; the same seed writes the same files.
+        max_objects (int): At most this many objects per image (1 to this
+            many, uniformly). Defaults to 4.
+        radius (tuple[float, float]): Object radius range as fractions of
+            the shorter image side (see :func:`render_coco_image`).
+            Defaults to ``(0.1, 0.25)``.
 
     Returns:
         dict[str, dict[str, int]]: Per split (``'train'``, ``'val'``), the
@@ -320,7 +341,8 @@ def make_coco_instances(out_dir: str,
         for _ in range(num):
             img_id += 1
             name = f'{img_id:012d}.jpg'
-            img, objects = render_coco_image(rng, (h, w))
+            img, objects = render_coco_image(rng, (h, w), max_objects,
+                                             radius=radius)
             Image.fromarray(img).save(folder / name, quality=95, subsampling=0)
             images.append(
                 dict(
