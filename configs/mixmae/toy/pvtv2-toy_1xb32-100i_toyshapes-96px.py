@@ -1,7 +1,7 @@
 # Fine-tuning recipe of the PVTv2 rows of the toy reproduction: the recipe
 # of the Swin rows (swin-toy-w6_1xb32-100i_toyshapes-96px.py: data, steps,
 # optimizer, layer-wise lr decay 0.85, stochastic depth 0.1) on the tiny
-# MixMAEPVTv2 of mixmae_pvtv2-toy_1xb32-300i_toyshapes-96px.py (layer ids
+# MixMAEPVTv2 of mixmae_pvtv2-toy_1xb32-1000i_toyshapes-96px.py (layer ids
 # from MixMAEPVTv2.get_layer_depth: 0 the stem, 1-5 the 5 blocks and the
 # head; lr scales 0.85^6 ... 0.85).
 # tools/experiments/toy_reproduction.py sets model.backbone.init_cfg to

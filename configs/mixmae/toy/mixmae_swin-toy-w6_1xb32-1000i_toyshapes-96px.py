@@ -1,5 +1,5 @@
 # MixMAE on the toy-shapes set (tools/experiments/toy_reproduction.py): a
-# tiny MixMAESwin at 96 px, 300 iterations of 32 images on 2 CPU cores.
+# tiny MixMAESwin at 96 px, 1000 iterations of 32 images on 2 CPU cores.
 # At 96 px the stage grids are 24/12/6/3 and the windows 6/6/6/3: 16, 4, 1
 # and 1 windows per image, as W14 at 224 px (56/28/14/7). The stride-32 mix
 # grid is 3 x 3 (4 of 9 blocks from the partner at ratio 0.5).
@@ -10,7 +10,7 @@ _base_ = [
 
 img_size = 96
 data_root = 'data/toy_shapes'
-max_iters = 300
+max_iters = 1000
 model = dict(
     backbone=dict(
         arch=dict(

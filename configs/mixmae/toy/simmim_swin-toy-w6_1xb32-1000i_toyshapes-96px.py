@@ -3,7 +3,7 @@
 # encoder input), mmpretrain's SimMIM algorithm, linear decoder and L1 loss
 # on the masked pixels; same data, steps, optimizer and schedule as the
 # MixMAE toy run.
-_base_ = './mixmae_swin-toy-w6_1xb32-300i_toyshapes-96px.py'
+_base_ = './mixmae_swin-toy-w6_1xb32-1000i_toyshapes-96px.py'
 
 model = dict(
     type='SimMIM',

@@ -9,7 +9,7 @@
 # 3 x 3, as in the Swin toy run. Encoder parameters: 1.98M here, 1.43M for the
 # toy Swin (the extra are PVTv2's spatial-reduction and 3x3 patch-embedding
 # convolutions); multiply-adds of one 96-px image 56M vs 42M.
-_base_ = './mixmae_swin-toy-w6_1xb32-300i_toyshapes-96px.py'
+_base_ = './mixmae_swin-toy-w6_1xb32-1000i_toyshapes-96px.py'
 
 model = dict(
     backbone=dict(
