@@ -384,8 +384,11 @@ def _load_file(fobj: io.IOBase, source: str, map_location: Any,
         names += [n for n in refused if n not in names]
         raise UnsafeCheckpointError(_explain(source, err, names)) from None
     except (EOFError, UnicodeDecodeError, RuntimeError) as err:
-        # torch's reader on a file that passed the zip checks, or a legacy
-        # (non-zip) file cut short
+        # a zip that passed the CRC checks is sound unless torch's reader
+        # says otherwise (a map_location error is no damage); a legacy
+        # (non-zip) file cut short ends in one of these errors
+        if names is not None and 'PytorchStreamReader' not in str(err):
+            raise
         raise CorruptCheckpointError(
             _corrupt(source, fobj,
                      f'is damaged ({type(err).__name__}: {err})')) from err

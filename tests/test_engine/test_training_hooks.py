@@ -461,3 +461,15 @@ def test_explicit_resume_of_a_corrupt_file_names_it(tmp_path, how):
     # torch alone loads the flipped byte as a wrong value without a word
     if how == 'flipped byte':
         torch.load(work / 'iter_3.pth', weights_only=False)
+
+
+def test_errors_of_a_sound_file_are_not_called_corruption(tmp_path):
+    path = tmp_path / 'ok.pth'
+    torch.save({'w': torch.ones(2)}, path)
+
+    def no_device(storage, location):
+        raise RuntimeError('no such device')
+
+    with pytest.raises(RuntimeError, match='no such device') as err:
+        safe_torch_load(path, map_location=no_device)
+    assert not isinstance(err.value, CorruptCheckpointError)
