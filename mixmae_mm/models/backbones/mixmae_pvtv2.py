@@ -112,7 +112,7 @@ class SpatialReductionAttention(nn.Module):
     """
 
     def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int,
-                 qkv_bias: bool = True) -> None:
+                 qkv_bias: bool = True, norm_eps: float = EPS) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.sr_ratio = sr_ratio
@@ -120,7 +120,8 @@ class SpatialReductionAttention(nn.Module):
                                           bias=qkv_bias)
         if sr_ratio > 1:
             self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, sr_ratio)
-            self.norm = nn.LayerNorm(embed_dims, eps=EPS)
+            # mmdet's PVTv2: 1e-6; mmseg's Twins (the same module): 1e-5
+            self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
 
     def forward(self, x: Tensor, hw: Tuple[int, int],
                 attn_mask: Optional[Tensor] = None) -> Tensor:
