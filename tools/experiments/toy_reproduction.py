@@ -70,11 +70,22 @@ PVTV2_ENCODERS = [
     ('pvtv2_mixmae', 'PVTv2: MixMAE (stride-32 mask, masked attention, '
      'dual)', 'mixmae_pvtv2-toy_1xb32-1000i_toyshapes-96px.py'),
 ]
-ALL_ENCODERS = ENCODERS + ABLATION_ENCODERS + PVTV2_ENCODERS
+#: The same on a tiny MixMAETwins (SVT), on request only.
+TWINS_ENCODERS = [
+    ('twins_random', 'Twins-SVT: random init (no pretraining)', None),
+    ('twins_mixmae', 'Twins-SVT: MixMAE (stride-32 mask, masked attention, '
+     'dual)', 'mixmae_twins-svt-toy_1xb32-1000i_toyshapes-96px.py'),
+]
+ALL_ENCODERS = ENCODERS + ABLATION_ENCODERS + PVTV2_ENCODERS + \
+    TWINS_ENCODERS
 FINETUNE_CFG = 'swin-toy-w6_1xb32-100i_toyshapes-96px.py'
 #: Fine-tuning configs of the rows whose encoder is not the toy Swin.
-FINETUNE_CFGS = {key: 'pvtv2-toy_1xb32-100i_toyshapes-96px.py'
-                 for key, _, _ in PVTV2_ENCODERS}
+FINETUNE_CFGS = {
+    **{key: 'pvtv2-toy_1xb32-100i_toyshapes-96px.py'
+       for key, _, _ in PVTV2_ENCODERS},
+    **{key: 'twins-svt-toy_1xb32-100i_toyshapes-96px.py'
+       for key, _, _ in TWINS_ENCODERS},
+}
 #: Data set sizes: full run and smoke run.
 DATA = dict(
     full=dict(num_train=100, num_val=50, num_unlabelled=2000, size=96),
@@ -110,7 +121,7 @@ def parse_args():
         default=[k for k, _, _ in ENCODERS],
         help='the rows (default: random simmim mixmae; ablations: '
         'no_masked_attn single_recon mask_stride4; PVTv2: pvtv2_random '
-        'pvtv2_mixmae)')
+        'pvtv2_mixmae; Twins: twins_random twins_mixmae)')
     parser.add_argument('--force', action='store_true', help='redo all runs')
     parser.add_argument(
         '--verbose', action='store_true', help='full mmengine logs on the '
