@@ -22,6 +22,7 @@ Example:
 import argparse
 import contextlib
 import copy
+import hashlib
 import json
 import os
 import os.path as osp
@@ -36,7 +37,7 @@ sys.path.insert(0, osp.join(ROOT, 'tools', 'misc'))
 
 import torch  # noqa: E402
 from demo_data import TOY_CLASSES, make_imagenet_folder  # noqa: E402
-from mmengine.config import Config  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mixmae_mm  # noqa: E402,F401  (registers the modules)
@@ -122,6 +123,12 @@ def parse_args():
         help='the rows (default: random simmim mixmae; ablations: '
         'no_masked_attn single_recon mask_stride4; PVTv2: pvtv2_random '
         'pvtv2_mixmae; Twins: twins_random twins_mixmae)')
+    parser.add_argument(
+        '--finetune-options', nargs='+', action=DictAction, default={},
+        metavar='KEY=VALUE',
+        help='config overrides of the fine-tuning runs only, for controlled '
+        'studies (e.g. optim_wrapper.paramwise_cfg.layer_decay_rate=1.0); '
+        'their runs get their own work dirs, pretraining runs are shared')
     parser.add_argument('--force', action='store_true', help='redo all runs')
     parser.add_argument(
         '--verbose', action='store_true', help='full mmengine logs on the '
@@ -237,17 +244,25 @@ def pretrain(key, cfg_name, seed, args):
 
 def finetune(key, ckpt, seed, args, num_classes):
     """Fine-tune and linear-probe one encoder; returns the accuracies."""
-    work_dir = osp.join(args.work_dir, f'finetune_{key}_seed{seed}')
+    options = args.finetune_options
+    suffix = ''
+    if options:  # one work dir per set of overrides
+        suffix = '_' + hashlib.sha256(json.dumps(
+            options, sort_keys=True).encode()).hexdigest()[:8]
+    work_dir = osp.join(args.work_dir, f'finetune_{key}_seed{seed}{suffix}')
     result = osp.join(work_dir, 'result.json')
     cfg_name = FINETUNE_CFGS.get(key, FINETUNE_CFG)
     run = dict(config=cfg_name, iters=args.finetune_iters, seed=seed,
                data_root=osp.abspath(args.data_root),
                checkpoint=ckpt and osp.abspath(ckpt))
+    if options:
+        run['options'] = options
     out = cached(result, run, args.force)
     if out is not None:
         return out
     cfg = base_cfg(cfg_name, work_dir, seed, args.data_root,
                    args.finetune_iters)
+    cfg.merge_from_dict(options)
     cfg.model.head.num_classes = num_classes
     cfg.data_preprocessor.num_classes = num_classes
     if ckpt is not None:
