@@ -20,15 +20,15 @@ import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
-from mmengine.model import (BaseModule, constant_init, normal_init,
-                            trunc_normal_init)
+from mmengine.model import constant_init, normal_init, trunc_normal_init
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from ..layers.mixing import check_divisible, resample_mask
-from ..utils.pretrained import load_pretrained_encoder
+from ..layers.per_image import (SpatialReductionAttention, group_conv,
+                                nchw_to_nlc, nlc_to_nchw,
+                                same_image_key_mask)
+from .base_encoder import MixMAEEncoder
 
 #: LayerNorm eps of every norm, as mmdet's PVTv2 (``norm_cfg`` eps 1e-6).
 EPS = 1e-6
@@ -36,39 +36,6 @@ LINEAR_REFUSED = ('the linear PVTv2 variant is not supported: its keys are '
                   'pooled to a 7x7 grid whose bins straddle the 32-px '
                   'squares of the mix mask, so attention could not keep the '
                   'two images apart (mmdet has no such variant either)')
-
-
-def nlc_to_nchw(x: Tensor, hw: Tuple[int, int]) -> Tensor:
-    """(B, L, C) -> (B, C, H, W)."""
-    return x.transpose(1, 2).reshape(x.shape[0], -1, *hw).contiguous()
-
-
-def nchw_to_nlc(x: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, L, C)."""
-    return x.flatten(2).transpose(1, 2).contiguous()
-
-
-def group_conv(conv: nn.Module, x: Tensor, in_groups: Optional[Tensor],
-               out_groups: Optional[Tensor]) -> Tensor:
-    """``conv`` of each image of a mixed input on its own: every output
-    position sees only its group's input, zeros elsewhere (as the zero
-    padding at an image border).
-
-    Args:
-        conv (nn.Module): A convolution (any kernel, stride, padding).
-        x (Tensor): Input (B, C, H_in, W_in).
-        in_groups (Tensor, optional): Bool image groups (M, H_in, W_in),
-            True: partner image. None: plain ``conv(x)``.
-        out_groups (Tensor, optional): Groups (M, H_out, W_out).
-    """
-    if in_groups is None:
-        return conv(x)
-    m_in = in_groups[:, None]  # (M, 1, H_in, W_in)
-    # the own-image and the partner part of every sample in one call (2B)
-    both = torch.cat([x.masked_fill(m_in, 0), x.masked_fill(~m_in, 0)])
-    own, partner = conv(both).chunk(2)  # (B, C', H_out, W_out) each
-    # each position takes one group's result, so the bias counts once
-    return torch.where(out_groups[:, None], partner, own)
 
 
 class StageGroups(NamedTuple):
@@ -100,49 +67,6 @@ class PatchEmbed(nn.Module):
         x = group_conv(self.projection, x, groups.embed_in, groups.tokens)
         hw = (x.shape[2], x.shape[3])
         return self.norm(nchw_to_nlc(x)), hw
-
-
-class SpatialReductionAttention(nn.Module):
-    """Multi-head attention whose keys and values come from a ``sr x sr``
-    stride-``sr`` convolution of the token map (the tokens when sr is 1).
-
-    ``attn`` only holds mmdet's weights (``in_proj_*`` as rows [q; k; v],
-    ``out_proj``); the forward uses them with scaled_dot_product_attention,
-    the same math as ``nn.MultiheadAttention`` plus an optional mask.
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int,
-                 qkv_bias: bool = True, norm_eps: float = EPS) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.sr_ratio = sr_ratio
-        self.attn = nn.MultiheadAttention(embed_dims, num_heads,
-                                          bias=qkv_bias)
-        if sr_ratio > 1:
-            self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, sr_ratio)
-            # mmdet's PVTv2: 1e-6; mmseg's Twins (the same module): 1e-5
-            self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
-
-    def forward(self, x: Tensor, hw: Tuple[int, int],
-                attn_mask: Optional[Tensor] = None) -> Tensor:
-        """(B, L, C) -> (B, L, C); ``attn_mask`` (M, 1, L, L_k) bool."""
-        b, n, c = x.shape
-        kv = x
-        if self.sr_ratio > 1:
-            # windows never straddle two 32-px squares under a mix mask
-            kv = self.norm(nchw_to_nlc(self.sr(nlc_to_nchw(x, hw))))
-        w_q, w_kv = self.attn.in_proj_weight.split([c, 2 * c])
-        b_q = b_kv = None
-        if self.attn.in_proj_bias is not None:
-            b_q, b_kv = self.attn.in_proj_bias.split([c, 2 * c])
-        dh = c // self.num_heads
-        q = F.linear(x, w_q, b_q).view(b, n, self.num_heads, dh)
-        q = q.transpose(1, 2)  # (B, nH, L, Dh)
-        k, v = F.linear(kv, w_kv, b_kv).view(b, -1, 2, self.num_heads,
-                                             dh).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask)
-        out = out.transpose(1, 2).reshape(b, n, c)  # (B, L, C)
-        return self.attn.out_proj(out)
 
 
 class MixFFN(nn.Module):
@@ -188,7 +112,7 @@ class PVTEncoderLayer(nn.Module):
 
 
 @MODELS.register_module()
-class MixMAEPVTv2(BaseModule):
+class MixMAEPVTv2(MixMAEEncoder):
     """PVTv2 encoder for MixMAE: mmdet's ``PyramidVisionTransformerV2``
     without a mix mask; with one, no information crosses between the two
     mixed images (module docstring).
@@ -226,8 +150,6 @@ class MixMAEPVTv2(BaseModule):
     #: PVTv2's patch embeddings (padding kernel // 2) for the 4 stages.
     patch_sizes = (7, 3, 3, 3)
     strides = (4, 2, 2, 2)
-    #: Stride of the mixing grid.
-    mix_stride = 32
 
     def __init__(self,
                  arch: Union[str, dict] = 'b2',
@@ -245,11 +167,7 @@ class MixMAEPVTv2(BaseModule):
         self.sr_ratios = list(settings['sr_ratios'])
         self.num_features = [self.embed_dims * h for h in self.num_heads]
         self.out_strides = [math.prod(self.strides[:i + 1]) for i in range(4)]
-        out_indices = [i + 4 if i < 0 else i for i in out_indices]
-        if not all(0 <= i < 4 for i in out_indices):
-            raise ValueError(f'out_indices must lie in [0, 4), got '
-                             f'{tuple(out_indices)}')
-        self.out_indices = tuple(out_indices)
+        self.out_indices = self.parse_out_indices(out_indices)
 
         # stochastic depth as mmdet: float32 linspace, read back
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths),
@@ -294,9 +212,10 @@ class MixMAEPVTv2(BaseModule):
                                  f'entries, got {settings[key]}')
         return settings
 
-    def init_weights(self) -> None:
-        """mmdet's init (truncated-normal Linear, unit LayerNorm, He-normal
-        convolutions by fan-out), then a strict load for ``Pretrained``."""
+    def init_random(self) -> None:
+        """mmdet's init: truncated-normal Linear, unit LayerNorm, He-normal
+        convolutions by fan-out (``init_weights`` then loads
+        ``Pretrained``)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_init(m, std=.02, bias=0.)
@@ -306,71 +225,36 @@ class MixMAEPVTv2(BaseModule):
                 fan_out = m.kernel_size[0] * m.kernel_size[1] * \
                     m.out_channels // m.groups
                 normal_init(m, 0, math.sqrt(2.0 / fan_out))
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_pretrained_encoder(self, cfg)
-        elif cfg is not None:
-            super().init_weights()
-        self._is_init = True
 
-    def get_layer_depth(self, param_name: str,
-                        prefix: str = '') -> Tuple[int, int]:
-        """``(layer_id, sum(depths) + 2)`` for layer-wise lr decay, as
-        :meth:`MixMAESwin.get_layer_depth`: stage-1 patch embedding 0; block
-        j of stage s ``sum(depths[:s]) + j + 1``, the patch embedding of
-        stage s > 0 with its first block, the norm closing stage s with its
-        last; anything else (outside ``prefix``) the last block's id."""
-        num_layers = sum(self.depths) + 2
-        parts = param_name[len(prefix):].split('.')
-        if not param_name.startswith(prefix) or parts[0] != 'layers':
-            return num_layers - 2, num_layers
+    def layer_id(self, name: str) -> Optional[int]:
+        """Layer ids (:meth:`MixMAEEncoder.get_layer_depth`): the patch
+        embedding of stage s > 0 with the stage's first block, the norm
+        closing stage s with its last block."""
+        parts = name.split('.')
+        if parts[0] != 'layers':
+            return None
         stage, part = int(parts[1]), parts[2]
         if part == '0':  # patch embedding
-            return (sum(self.depths[:stage]) + 1 if stage else 0), num_layers
+            return self.block_id(stage, 0) if stage else 0
         if part == '1':  # blocks
-            return sum(self.depths[:stage]) + int(parts[3]) + 1, num_layers
-        return sum(self.depths[:stage + 1]), num_layers  # stage norm
+            return self.block_id(stage, int(parts[3]))
+        return sum(self.depths[:stage + 1])  # stage norm
 
-    def check_mix_mask(self, mix_mask: Tensor, batch_size: int,
-                       size: Tuple[int, int]) -> None:
-        """Refuse what a masked forward cannot keep apart: image sides not
-        multiples of 32, reduction windows wider than a 32-px square, masks
-        not on the stride-32 grid (shapes only)."""
-        h, w = size
-        check_divisible((h, w), self.mix_stride, 'Mixed images')
-        windows = [s * r for s, r in zip(self.out_strides, self.sr_ratios)]
-        if any(self.mix_stride % px for px in windows):
-            raise ValueError(
-                f'a masked forward needs spatial-reduction windows (stride '
-                f'x sr_ratio px) that tile the 32-px squares; sr_ratios '
-                f'{self.sr_ratios} give windows of {windows} px')
-        grid = (h // self.mix_stride, w // self.mix_stride)
-        if mix_mask.dim() != 3 or tuple(mix_mask.shape[1:]) != grid or \
-                mix_mask.shape[0] not in (1, batch_size):
-            raise ValueError(
-                f'mix_mask must have shape (1 or {batch_size}, {grid[0]}, '
-                f'{grid[1]}), the stride-32 grid of {h}x{w} images (a '
-                f'reduced key spans a square: no finer masks), got '
-                f'{tuple(mix_mask.shape)}')
+    def check_masked_arch(self) -> None:
+        """Every reduced key must lie in one 32-px square."""
+        self.check_key_windows(self.sr_ratios)
 
     def image_groups(self, mix_mask: Tensor, x: Tensor) -> List[StageGroups]:
         """Per stage, the image groups and attention mask of a mix mask
         (M, H/32, W/32) for the images ``x`` (B, C, H, W)."""
-        self.check_mix_mask(mix_mask, x.shape[0], x.shape[-2:])
-        # one copy to the device; every grid is derived there
-        mask = mix_mask.to(x.device, torch.bool, non_blocking=True)
-
-        def grid(stride):  # (M, H/stride, W/stride)
-            return resample_mask(mask, self.mix_stride, stride)
-
-        groups, embed_in = [], grid(1)  # pixels
+        mask = self.mask_on_device(mix_mask, x)
+        groups, embed_in = [], self.groups_at(mask, 1)  # pixels
         for stride, sr in zip(self.out_strides, self.sr_ratios):
-            tokens = grid(stride)
+            tokens = self.groups_at(mask, stride)  # (M, H, W)
             # a reduced key is one sr x sr window: one square's group
-            keys = grid(stride * sr).flatten(1)  # (M, L_k)
-            attn_mask = (tokens.flatten(1)[:, :, None] ==
-                         keys[:, None, :])[:, None]  # (M, 1, L, L_k)
-            groups.append(StageGroups(embed_in, tokens, attn_mask))
+            keys = self.groups_at(mask, stride * sr)
+            groups.append(StageGroups(embed_in, tokens,
+                                      same_image_key_mask(tokens, keys)))
             embed_in = tokens
         return groups
 
@@ -398,4 +282,7 @@ class MixMAEPVTv2(BaseModule):
         return tuple(outs)
 
 
-__all__ = ['MixMAEPVTv2', 'group_conv', 'SpatialReductionAttention']
+__all__ = [
+    'MixMAEPVTv2', 'group_conv', 'SpatialReductionAttention', 'nlc_to_nchw',
+    'nchw_to_nlc'
+]

@@ -31,15 +31,14 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
-from mmengine.model import (BaseModule, constant_init, normal_init,
-                            trunc_normal_init)
+from mmengine.model import constant_init, normal_init, trunc_normal_init
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from ..layers.mixing import check_divisible, resample_mask
-from ..utils.pretrained import load_pretrained_encoder
-from .mixmae_pvtv2 import (SpatialReductionAttention, group_conv,
-                           nchw_to_nlc, nlc_to_nchw)
+from ..layers.per_image import (SpatialReductionAttention, group_conv,
+                                nchw_to_nlc, nlc_to_nchw,
+                                same_image_key_mask)
+from .base_encoder import MixMAEEncoder
 
 #: LayerNorm eps of every norm, as mmseg's Twins (``dict(type='LN')``).
 EPS = 1e-5
@@ -211,7 +210,7 @@ class TwinsEncoderLayer(nn.Module):
 
 
 @MODELS.register_module()
-class MixMAETwins(BaseModule):
+class MixMAETwins(MixMAEEncoder):
     """Twins encoder for MixMAE: mmseg's ``PCPVT`` / ``SVT`` without a mix
     mask; with one, no information crosses between the two mixed images
     (module docstring).
@@ -256,8 +255,6 @@ class MixMAETwins(BaseModule):
                  'window_sizes')
     #: Patch embedding strides (= kernels) of the 4 stages.
     strides = (4, 2, 2, 2)
-    #: Stride of the mixing grid.
-    mix_stride = 32
 
     def __init__(self,
                  arch: Union[str, dict] = 'svt-b',
@@ -284,11 +281,7 @@ class MixMAETwins(BaseModule):
             norm_after_stage = self.window_sizes is not None
         self.norm_after_stage = norm_after_stage
         self.out_strides = [math.prod(self.strides[:i + 1]) for i in range(4)]
-        out_indices = [i + 4 if i < 0 else i for i in out_indices]
-        if not all(0 <= i < 4 for i in out_indices):
-            raise ValueError(f'out_indices must lie in [0, 4), got '
-                             f'{tuple(out_indices)}')
-        self.out_indices = tuple(out_indices)
+        self.out_indices = self.parse_out_indices(out_indices)
 
         # registered (``layers`` before ``position_encodings``: the key
         # order) and built (embeddings, PEGs, GSA blocks, then SVT's LSA
@@ -340,9 +333,10 @@ class MixMAETwins(BaseModule):
                                  f'entries, got {arch[key]}')
         return arch
 
-    def init_weights(self) -> None:
-        """mmseg's init (truncated-normal Linear, unit LayerNorm, He-normal
-        convolutions by fan-out), then a strict load for ``Pretrained``."""
+    def init_random(self) -> None:
+        """mmseg's init: truncated-normal Linear, unit LayerNorm, He-normal
+        convolutions by fan-out (``init_weights`` then loads
+        ``Pretrained``)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_init(m, std=.02, bias=0.)
@@ -352,77 +346,45 @@ class MixMAETwins(BaseModule):
                 fan_out = m.kernel_size[0] * m.kernel_size[1] * \
                     m.out_channels // m.groups
                 normal_init(m, 0, math.sqrt(2.0 / fan_out), bias=0)
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_pretrained_encoder(self, cfg)
-        elif cfg is not None:
-            super().init_weights()
-        self._is_init = True
 
-    def get_layer_depth(self, param_name: str,
-                        prefix: str = '') -> Tuple[int, int]:
-        """``(layer_id, sum(depths) + 2)`` for layer-wise lr decay, as
-        :meth:`MixMAEPVTv2.get_layer_depth`: stage-1 patch embedding 0;
-        block j of stage s ``sum(depths[:s]) + j + 1``; the patch embedding
-        of stage s > 0 and the PEG of stage s (it follows block 0) with the
-        stage's first block; the norm closing stage s with its last block;
-        anything else the last block's id."""
-        num_layers = sum(self.depths) + 2
-        parts = param_name[len(prefix):].split('.')
-        if not param_name.startswith(prefix) or len(parts) < 2 or \
-                not parts[1].isdigit():
-            return num_layers - 2, num_layers
-        stage, first = int(parts[1]), sum(self.depths[:int(parts[1])]) + 1
+    def layer_id(self, name: str) -> Optional[int]:
+        """Layer ids (:meth:`MixMAEEncoder.get_layer_depth`): the patch
+        embedding of stage s > 0 and the PEG of stage s (it follows block 0)
+        with the stage's first block, the norm closing stage s with its
+        last block."""
+        parts = name.split('.')
+        if len(parts) < 2 or not parts[1].isdigit():
+            return None
+        stage = int(parts[1])
         if parts[0] == 'patch_embeds':
-            return (first if stage else 0), num_layers
+            return self.block_id(stage, 0) if stage else 0
         if parts[0] == 'position_encodings':
-            return first, num_layers
+            return self.block_id(stage, 0)
         if parts[0] == 'layers':
-            return first + int(parts[2]), num_layers
+            return self.block_id(stage, int(parts[2]))
         if parts[0] == 'norm_list':
-            return sum(self.depths[:stage + 1]), num_layers
-        return num_layers - 2, num_layers
+            return sum(self.depths[:stage + 1])
+        return None
 
-    def check_mix_mask(self, mix_mask: Tensor, batch_size: int,
-                       size: Tuple[int, int]) -> None:
-        """Refuse what a masked forward cannot keep apart: image sides not
-        multiples of 32, GSA reduction windows that do not tile the 32-px
-        squares, masks not on the stride-32 grid (shapes only)."""
-        h, w = size
-        check_divisible((h, w), self.mix_stride, 'Mixed images')
-        windows = [s * r for s, r in zip(self.out_strides, self.sr_ratios)]
-        if any(self.mix_stride % px for px in windows):
-            raise ValueError(
-                f'a masked forward needs GSA reduction windows (stride x '
-                f'sr_ratio px) that tile the 32-px squares; sr_ratios '
-                f'{self.sr_ratios} give windows of {windows} px')
-        grid = (h // self.mix_stride, w // self.mix_stride)
-        if mix_mask.dim() != 3 or tuple(mix_mask.shape[1:]) != grid or \
-                mix_mask.shape[0] not in (1, batch_size):
-            raise ValueError(
-                f'mix_mask must have shape (1 or {batch_size}, {grid[0]}, '
-                f'{grid[1]}), the stride-32 grid of {h}x{w} images (a '
-                f'reduced key spans a square: no finer masks), got '
-                f'{tuple(mix_mask.shape)}')
+    def check_masked_arch(self) -> None:
+        """Every GSA key must lie in one 32-px square."""
+        self.check_key_windows(self.sr_ratios, 'GSA reduction')
 
     def image_groups(self, mix_mask: Tensor, x: Tensor) -> List[StageGroups]:
         """Per stage, the image groups and attention masks of a mix mask
         (M, H/32, W/32) for the images ``x`` (B, C, H, W). Shapes depend on
         the image size only, never on the mask's values."""
-        self.check_mix_mask(mix_mask, x.shape[0], x.shape[-2:])
-        mask = mix_mask.to(x.device, torch.bool, non_blocking=True)
+        mask = self.mask_on_device(mix_mask, x)
         groups = []
         for i, (stride, sr) in enumerate(zip(self.out_strides,
                                              self.sr_ratios)):
-            tokens = resample_mask(mask, self.mix_stride, stride)  # (M,H,W)
-            keys = resample_mask(mask, self.mix_stride,
-                                 stride * sr).flatten(1)  # (M, L_k)
-            gsa = (tokens.flatten(1)[:, :, None] ==
-                   keys[:, None, :])[:, None]  # (M, 1, L, L_k)
+            tokens = self.groups_at(mask, stride)  # (M, H, W)
+            keys = self.groups_at(mask, stride * sr)
             lsa = None
             if self.window_sizes is not None:
                 lsa = self._lsa_same_image(tokens, self.window_sizes[i])
-            groups.append(StageGroups(tokens, gsa, lsa))
+            groups.append(StageGroups(
+                tokens, same_image_key_mask(tokens, keys), lsa))
         return groups
 
     @staticmethod

@@ -124,7 +124,7 @@ def test_arch_zoo_matches_mmseg_configs(arch):
     assert ours.sr_ratios == cfg['sr_ratios']
     assert ours.norm_after_stage == cfg['norm_after_stage']
     assert ours.window_sizes == cfg.get('windiow_sizes')
-    assert ours.out_strides == [4, 8, 16, 32] and ours.mix_stride == 32
+    assert ours.out_strides == [4, 8, 16, 32] and ours.mix_grid == 32
 
 
 def test_lsa_padding_quirk_is_mmseg_s():

@@ -1,0 +1,133 @@
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
+"""What every MixMAE encoder shares: the mix grid and its checks, each
+stage's image groups, layer ids for layer-wise lr decay and the
+``Pretrained`` init. A family subclasses :class:`MixMAEEncoder`, builds its
+stages, sets ``num_features``, ``out_strides``, ``depths`` and
+``out_indices`` and implements ``init_random``, ``layer_id`` and
+``forward(x, mix_mask=None)``.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from ..layers.mixing import check_divisible, resample_mask
+from ..utils.pretrained import load_pretrained_encoder
+
+
+def is_pretrained(init_cfg) -> bool:
+    """Whether ``init_cfg`` asks for a checkpoint load (``Pretrained``)."""
+    return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
+
+
+class MixMAEEncoder(BaseModule):
+    """Base class of the MixMAE encoders (module docstring)."""
+    #: Side in pixels of the squares the two images are mixed on: the
+    #: stride of the mix mask's grid.
+    mix_grid = 32
+    #: The former name of :attr:`mix_grid` (the preprocessor's
+    #: ``mix_stride`` is the grid the mask is drawn on, another thing).
+    mix_stride = property(lambda self: self.mix_grid)
+    num_features: List[int]
+    out_strides: List[int]
+    depths: List[int]
+    out_indices: Tuple[int, ...]
+
+    @staticmethod
+    def parse_out_indices(out_indices: Sequence[int],
+                          num_stages: int = 4) -> Tuple[int, ...]:
+        """Negative indices counted from the end; out of range refused."""
+        out = [i + num_stages if i < 0 else i for i in out_indices]
+        if not all(0 <= i < num_stages for i in out):
+            raise ValueError(f'out_indices must lie in [0, {num_stages}), '
+                             f'got {tuple(out_indices)}')
+        return tuple(out)
+
+    # -- initialisation ------------------------------------------------------
+    def init_random(self) -> None:
+        """The family's own random init (all parameters)."""
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        """The family's random init, then a strict load for ``Pretrained``
+        (keys the checkpoint lacks keep the random init)."""
+        self.init_random()
+        if is_pretrained(self.init_cfg):
+            load_pretrained_encoder(self, self.init_cfg)
+        elif self.init_cfg is not None:
+            super().init_weights()
+        self._is_init = True
+
+    # -- layer-wise lr decay -------------------------------------------------
+    def layer_id(self, name: str) -> Optional[int]:
+        """Layer id of an encoder parameter ``name`` (no prefix); None for
+        parameters grouped with the last block."""
+        raise NotImplementedError
+
+    def get_layer_depth(self, param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
+        """``(layer_id, sum(depths) + 2)`` for mmpretrain's layer-wise lr
+        decay: the stem 0, block j of stage s ``sum(depths[:s]) + j + 1``
+        (each family says where its other parameters go, :meth:`layer_id`),
+        anything else, neck and head included, ``sum(depths)``: the last
+        block's id. The lr scale is then ``decay ** (num_layers - id - 1)``.
+        """
+        num_layers = sum(self.depths) + 2
+        layer = None
+        if param_name.startswith(prefix):
+            layer = self.layer_id(param_name[len(prefix):])
+        return (num_layers - 2 if layer is None else layer), num_layers
+
+    def block_id(self, stage: int, block: int) -> int:
+        """Layer id of block ``block`` of stage ``stage``."""
+        return sum(self.depths[:stage]) + block + 1
+
+    # -- the mix mask --------------------------------------------------------
+    def check_mix_mask(self, mix_mask: Tensor, batch_size: int,
+                       size: Tuple[int, int]) -> None:
+        """Refuse what a masked forward cannot keep apart: image sides not
+        multiples of the mix grid, masks not on that grid, and whatever
+        :meth:`check_masked_arch` refuses (shapes only)."""
+        h, w = size
+        check_divisible((h, w), self.mix_grid, 'Mixed images')
+        self.check_masked_arch()
+        grid = (h // self.mix_grid, w // self.mix_grid)
+        if mix_mask.dim() != 3 or tuple(mix_mask.shape[1:]) != grid or \
+                mix_mask.shape[0] not in (1, batch_size):
+            raise ValueError(
+                f'mix_mask must have shape (1 or {batch_size}, {grid[0]}, '
+                f'{grid[1]}), the stride-{self.mix_grid} grid of {h}x{w} '
+                f'images (a reduced key spans a square: no finer masks), got '
+                f'{tuple(mix_mask.shape)}')
+
+    def check_masked_arch(self) -> None:
+        """Refuse an arch that cannot keep the images apart (raise
+        ValueError); nothing by default."""
+
+    def check_key_windows(self, sr_ratios: Sequence[int],
+                          what: str = 'spatial-reduction') -> None:
+        """Reduced-key attention keeps the images apart only if every key
+        window (stage stride x sr pixels) lies in one square."""
+        windows = [s * r for s, r in zip(self.out_strides, sr_ratios)]
+        if any(self.mix_grid % px for px in windows):
+            raise ValueError(
+                f'a masked forward needs {what} windows (stride x sr_ratio '
+                f'px) that tile the {self.mix_grid}-px squares; sr_ratios '
+                f'{list(sr_ratios)} give windows of {windows} px')
+
+    def mask_on_device(self, mix_mask: Tensor, x: Tensor) -> Tensor:
+        """``mix_mask`` checked against the images ``x`` (B, C, H, W)
+        (:meth:`check_mix_mask`) and copied to their device as bool, once:
+        every stage's grid is derived there (:meth:`groups_at`)."""
+        self.check_mix_mask(mix_mask, x.shape[0], x.shape[-2:])
+        return mix_mask.to(x.device, torch.bool, non_blocking=True)
+
+    def groups_at(self, mask: Tensor, stride: int) -> Tensor:
+        """Image groups (True: partner) on the grid of ``stride`` pixels,
+        bool (M, H/stride, W/stride): shapes depend on the image size
+        only, never on the mask's values."""
+        return resample_mask(mask, self.mix_grid, stride)
+
+
+__all__ = ['MixMAEEncoder', 'is_pretrained']
