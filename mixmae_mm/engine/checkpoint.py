@@ -16,15 +16,18 @@ mmengine's checkpoint schemes:
   fall-back scheme: ``CheckpointLoader._get_checkpoint_loader`` tries the
   registered prefixes as regular expressions in reverse lexicographic order,
   and ``''`` sorts last, so every path that matches no URL scheme is local.
-* every other scheme registered at import time (``http(s)://``,
+* every other scheme, registered at import time (``http(s)://``,
   ``torchvision://``, ``open-mmlab://``, ``mmcls://``, ``pavi://``,
-  ``s3://``...): mmengine's loader runs inside :func:`safe_load_context`,
+  ``s3://``...) or later (``CheckpointLoader._get_checkpoint_loader``, the
+  lookup ``CheckpointLoader.load_checkpoint`` uses, wraps whatever loader
+  it finds): the loader runs inside :func:`safe_load_context`,
   in which ``torch.load`` calls of the same thread (mmengine's and
   ``torch.hub.load_state_dict_from_url``'s, which passes
   ``weights_only=False``) go through :func:`safe_torch_load`. For this,
   ``torch.load`` is replaced, on first use of the context, by a dispatcher
   that calls the original unless the calling thread is inside the context
-  (loaders that bound ``from torch import load`` earlier are not covered;
+  (loaders that bound ``from torch import load`` earlier, or that read
+  files without ``torch.load`` (e.g. ``pickle.load``), are not covered;
   mmengine's and ``torch.hub``'s look ``torch.load`` up at call time).
 
 All of ``Runner.resume``, ``Runner.load_checkpoint`` (``load_from``),
@@ -161,9 +164,23 @@ def _wrap_scheme(loader: Callable) -> Callable:
 load_from_local._mixmae_safe = True
 
 
+def _safe_lookup(lookup: classmethod) -> Callable:
+    """``CheckpointLoader._get_checkpoint_loader`` that hands out every
+    scheme's loader wrapped by :func:`_wrap_scheme`, also of schemes
+    registered after this module was imported (``register_scheme`` or a
+    direct entry in ``_schemes``)."""
+
+    def get_checkpoint_loader(cls, path):
+        loader = lookup.__func__(cls, path)
+        return loader if loader is None else _wrap_scheme(loader)
+
+    get_checkpoint_loader._mixmae_safe = True
+    return get_checkpoint_loader
+
+
 def register_safe_loaders() -> None:
-    """Route every registered mmengine checkpoint scheme through the
-    allow-list (idempotent; done on ``import mixmae_mm``)."""
+    """Route every mmengine checkpoint scheme, registered now or later,
+    through the allow-list (idempotent; done on ``import mixmae_mm``)."""
     for prefix, loader in list(CheckpointLoader._schemes.items()):
         if prefix == '':
             continue
@@ -171,6 +188,11 @@ def register_safe_loaders() -> None:
             prefixes=prefix, loader=_wrap_scheme(loader), force=True)
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_from_local, force=True)
+    # schemes registered later: wrapped when CheckpointLoader looks them up
+    lookup = vars(CheckpointLoader)['_get_checkpoint_loader']
+    if not getattr(lookup.__func__, '_mixmae_safe', False):
+        CheckpointLoader._get_checkpoint_loader = classmethod(
+            _safe_lookup(lookup))
     # direct callers of mmengine.runner.checkpoint.load_from_local
     mme_ckpt.load_from_local = load_from_local
 

@@ -1,6 +1,7 @@
 """Safe checkpoint loading (a restricted unpickler with an explicit
 allow-list, the same on torch 2.1 and 2.14) on every mmengine load path."""
 import argparse
+import collections
 import io
 import os
 import pickle
@@ -245,14 +246,11 @@ def test_code_running_pickle_is_refused(tmp_path, payload_cls, zipfile):
         assert marker.read_text() == 'pwned'
 
 
-@pytest.mark.parametrize('zip_format', [True, False])
-def test_refusal_names_every_refused_global_and_the_opt_in(
-        tmp_path, zip_format):
+def test_refusal_names_every_refused_global_and_the_opt_in(tmp_path):
     marker = tmp_path / 'marker.txt'
     ckpt = _save(
         dict(meta=_payloads.FunctionPayload(marker),
-             args=argparse.Namespace(lr=1.0)), tmp_path / 'evil.pth',
-        zip_format)
+             args=argparse.Namespace(lr=1.0)), tmp_path / 'evil.pth')
     with pytest.raises(UnsafeCheckpointError) as info:
         _load_checkpoint(ckpt)
     msg = str(info.value)
@@ -266,6 +264,20 @@ def test_refusal_names_every_refused_global_and_the_opt_in(
     assert 'trusted_checkpoint_globals=' in msg
     assert 'never falls back to weights_only=False' in msg
     assert not marker.exists()
+
+
+def test_legacy_format_is_refused_before_torch_reads_it(tmp_path):
+    """torch's legacy reader (tar members, declared storage sizes) is
+    never reached, whatever the file holds."""
+    sound = _save(dict(w=torch.ones(2)), tmp_path / 'sound.pth', zipfile=False)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        _load_checkpoint(sound)
+    assert f'{sound} (' in str(info.value)
+    assert "torch's legacy format" in str(info.value)
+    assert 'save it again with torch.save' in str(info.value)
+    # control: torch itself reads it
+    assert torch.equal(
+        torch.load(sound, weights_only=False)['w'], torch.ones(2))
 
 
 def test_getattr_is_restricted_to_history_buffer_stats(tmp_path):
@@ -539,3 +551,172 @@ def test_train_py_config_key_opts_in(tmp_path, monkeypatch):
     train_tool.apply_checkpoint_trust(
         Config(dict(trusted_checkpoint_globals=['argparse.Namespace'])))
     assert _load_checkpoint(ckpt)['args'].lr == 1.0
+
+
+@pytest.mark.parametrize('alias', [
+    'glob.os.system', 'argparse._os.system', 'tempfile._os.system',
+    'shutil.os.system', 'posixpath.os.system'
+])
+def test_trusted_alias_of_a_refused_function_is_refused(alias, monkeypatch):
+    """An opt-in is checked as the object it names, not as its spelling:
+    each alias reaches os.system."""
+    import importlib
+    module, *attrs = alias.split('.')
+    obj = importlib.import_module(module)
+    for attr in attrs:
+        obj = getattr(obj, attr)
+    assert obj is os.system  # the alias really reaches it
+    with pytest.raises(ValueError, match='cannot be a trusted'):
+        with trusted_checkpoint_globals([alias]):
+            pass
+    monkeypatch.setenv('MIXMAE_TRUSTED_GLOBALS', alias)
+    with pytest.raises(ValueError, match='cannot be a trusted'):
+        allowed_globals()
+
+
+def test_trusted_class_is_allowed_under_the_name_pickle_writes(tmp_path):
+    """Trusting torch.nn.Linear allows the name pickle writes for it,
+    torch.nn.modules.linear.Linear: a pickled module loads."""
+    layer = torch.nn.Linear(2, 3)
+    path = _save(dict(layer=layer), tmp_path / 'module.pth')
+    with pytest.raises(
+            UnsafeCheckpointError, match='torch.nn.modules.linear.Linear'):
+        safe_torch_load(path)
+    with trusted_checkpoint_globals(['torch.nn.Linear']):
+        assert allowed_globals()['torch.nn.modules.linear.Linear'] is \
+            torch.nn.Linear
+        loaded = safe_torch_load(path)['layer']
+    assert torch.equal(loaded.weight, layer.weight)
+
+
+def test_scheme_registered_after_import_is_routed(runner_ckpt, tmp_path):
+    """A CheckpointLoader scheme registered after `import mixmae_mm`
+    (its loader calls plain torch.load) loads through the allow-list."""
+    marker = tmp_path / 'marker.txt'
+    evil = _save(
+        dict(meta=_payloads.FunctionPayload(marker)), tmp_path / 'evil.pth')
+    prefix = f'later{uuid.uuid4().hex[:8]}://'
+    CheckpointLoader.register_scheme(
+        prefixes=prefix,
+        loader=lambda name, map_location=None: torch.load(
+            name[len(prefix):], map_location=map_location, weights_only=False))
+    try:
+        ckpt = CheckpointLoader.load_checkpoint(prefix + str(runner_ckpt))
+        assert ckpt['meta']['iter'] == 2
+        with pytest.raises(UnsafeCheckpointError) as info:
+            CheckpointLoader.load_checkpoint(prefix + evil)
+        assert prefix + evil in str(info.value)
+        assert not marker.exists()
+    finally:
+        CheckpointLoader._schemes.pop(prefix)
+
+
+def test_loading_leaves_history_buffer_class_state_alone(runner_ckpt):
+    """HistoryBuffer.__setstate__ writes the class-wide statistics table;
+    loads rebuild buffers without it."""
+    HistoryBuffer()  # the table as any run has it
+    before = dict(HistoryBuffer._statistics_methods)
+    HistoryBuffer._statistics_methods['mean'] = HistoryBuffer.max
+    try:
+        buf = _load_checkpoint(
+            str(runner_ckpt))['message_hub']['log_scalars']['train/loss']
+        # mmengine's own __setstate__ would restore 'mean' from the file
+        assert HistoryBuffer._statistics_methods['mean'] is HistoryBuffer.max
+        assert buf.max_length == 1000000 and len(buf._log_history) == 2
+        assert buf.mean() == pytest.approx(buf._log_history.mean())
+    finally:
+        HistoryBuffer._statistics_methods.clear()
+        HistoryBuffer._statistics_methods.update(before)
+
+
+def _zoo():
+    """Checkpoints as mmpretrain / mmdet / mmseg publish them, and tensors
+    of every layout torch.save writes."""
+    base = torch.arange(24.).reshape(4, 6)
+    tied = torch.nn.Parameter(torch.randn(3, 2))
+    return {
+        'mmpretrain':
+        dict(
+            meta=dict(
+                mmengine_version='0.10.7',
+                epoch=300,
+                iter=10,
+                dataset_meta=dict(classes=('cat', 'dog'))),
+            state_dict=collections.OrderedDict([
+                ('backbone.w', torch.randn(4, 4)),
+                ('head.fc.bias', torch.zeros(2))
+            ])),
+        'mmdet':
+        dict(
+            meta=dict(
+                CLASSES=('person', 'car'),
+                env_info='sys.platform',
+                config='model = dict(type="MaskRCNN")',
+                seed=0,
+                hook_msgs=dict(best_score=np.float64(0.5))),
+            state_dict={
+                'roi_head.w': torch.randn(2, 3).half(),
+                'rpn.b': torch.randn(3).to(torch.bfloat16)
+            }),
+        'mmseg':
+        dict(
+            meta=dict(
+                classes=['road', 'sky'],
+                palette=[[128, 64, 128], [70, 130, 180]]),
+            state_dict={
+                'decode_head.conv_seg.weight': torch.randn(2, 4, 1, 1)
+            }),
+        'layouts':
+        dict(
+            view=base[1:, ::2],
+            transposed=base.t(),
+            scalar=torch.tensor(3.),
+            empty=torch.empty(0, 5),
+            ints=torch.arange(5),
+            mask=torch.tensor([True, False]),
+            complex=torch.randn(2, dtype=torch.cfloat),
+            expanded=torch.ones(3, 1).expand(3, 4),
+            tied=[tied, tied],
+            grad=torch.nn.Parameter(torch.ones(2)),
+            meta_device=torch.empty(2, 3, device='meta'),
+            numpy=dict(
+                f32=np.arange(6, dtype=np.float32).reshape(2, 3),
+                be=np.arange(3, dtype='>i4'),
+                fortran=np.asfortranarray(np.ones((2, 3))),
+                bools=np.array([True, False]),
+                scalar=np.int16(7))),
+    }
+
+
+@pytest.mark.parametrize('style', ['mmpretrain', 'mmdet', 'mmseg', 'layouts'])
+def test_ordinary_checkpoints_load_as_torch_loads_them(tmp_path, style):
+    path = _save(_zoo()[style], tmp_path / f'{style}.pth')
+    ours = safe_torch_load(path)
+    plain = torch.load(path, weights_only=False)  # the oracle
+
+    def same(a, b):
+        assert type(a) is type(b), (a, b)
+        if isinstance(a, torch.Tensor):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert a.stride() == b.stride() and a.device == b.device
+            if a.device.type != 'meta':
+                assert torch.equal(a, b)
+        elif isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+            assert a.flags.f_contiguous == b.flags.f_contiguous
+        elif isinstance(a, dict):
+            assert list(a) == list(b)
+            for k in a:
+                same(a[k], b[k])
+        elif isinstance(a, (list, tuple)):
+            assert len(a) == len(b)
+            for x, y in zip(a, b):
+                same(x, y)
+        else:
+            assert a == b
+
+    same(ours, plain)
+    if style == 'layouts':  # storage sharing survives
+        assert ours['tied'][0] is ours['tied'][1]
+        assert ours['view'].untyped_storage().data_ptr() == \
+            ours['transposed'].untyped_storage().data_ptr()
