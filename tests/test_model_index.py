@@ -26,9 +26,10 @@ def _metafiles():
 
 def _models():
     """(metafile, model dict) of every model, read as plain YAML."""
-    return [(metafile, model) for metafile in _metafiles()
-            for model in yaml.safe_load((ROOT / metafile).read_text())
-            ['Models']]
+    return [
+        (metafile, model) for metafile in _metafiles()
+        for model in yaml.safe_load((ROOT / metafile).read_text())['Models']
+    ]
 
 
 def _collections():
@@ -40,7 +41,7 @@ def _collections():
 
 
 def _slug(heading):
-    """GitHub's anchor of a Markdown heading."""
+    """The anchor of a Markdown heading (GitHub's and myst-parser's)."""
     text = re.sub(r'[^\w\- ]', '', heading.strip().lower())
     return text.replace(' ', '-')
 
@@ -67,18 +68,25 @@ def test_names_are_unique_and_follow_the_config_files():
 def test_collections_links_and_quoted_results():
     collections = _collections()
     names = {model['Name'] for _, model in _models()}
-    headings = {
-        _slug(line.lstrip('#'))
-        for line in (ROOT / 'README.md').read_text().splitlines()
-        if line.startswith('#')
-    }
+
+    def headings(page):
+        return {
+            _slug(line.lstrip('#'))
+            for line in (ROOT / page).read_text().splitlines()
+            if line.startswith('#')
+        }
+
     for name, c in collections.items():
         for key in ('Training Data', 'Training Techniques',
                     'Training Resources', 'Architecture'):
             assert c['Metadata'].get(key), (name, key)
         assert c['Paper']['URL'] == 'https://arxiv.org/abs/2205.13137'
-        readme, anchor = c['README'].split('#')
-        assert (ROOT / readme).is_file() and anchor in headings, c['README']
+        # a section of the documentation site (docs/en), whose anchors are
+        # the headings' slugs (myst_heading_anchors in docs/en/conf.py)
+        page, anchor = c['README'].split('#')
+        assert page.startswith('docs/en/'), c['README']
+        assert (ROOT / page).is_file() and anchor in headings(page), \
+            c['README']
         assert (ROOT / c['Code']['URL']).is_file(), c['Code']
     for _, model in _models():
         assert model['In Collection'] in collections, model['Name']
@@ -122,8 +130,8 @@ def test_small_models_have_the_listed_parameter_count(model):
 
 def test_mim_search_lists_every_config():
     # From the checkout: the mixmae_mm.egg-info tools/setup_env.sh writes
-    # there is how mim (pkg_resources) finds the editable package (README,
-    # "TensorBoard, mim and curves").
+    # there is how mim (pkg_resources) finds the editable package
+    # (docs/en/tools.md, "TensorBoard, mim and curves").
     res = subprocess.run([sys.executable, '-m', 'mim', 'search', 'mixmae_mm'],
                          cwd=ROOT,
                          capture_output=True,

@@ -295,16 +295,16 @@ if [[ "$MMCV_BRANCH" != cpu ]]; then
     log "verified: mmcv's extension contains CUDA kernels"
 fi
 
-log "4/5 mmengine, mmpretrain, mmdet, mmsegmentation, test tools"
+log "4/5 mmengine, mmpretrain, mmdet, mmsegmentation, test and docs tools"
 "${PIP[@]}" "${CONSTRAINTS[@]}" -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/tests.txt" \
-    -r "$STACK_FILE"
+    -r "$REPO/requirements/docs.txt" -r "$STACK_FILE"
 
 log "5/5 mixmae_mm (editable)"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$REPO"
 # mim finds a package's folder through pkg_resources, which places this
 # (PEP 660) editable install in site-packages; metadata in the checkout
 # points it at the checkout when that is on sys.path (`python -m mim` run
-# from it; README, "TensorBoard, mim and curves").
+# from it; docs/en/tools.md, "TensorBoard, mim and curves").
 (cd "$REPO" && "$PY" -c 'from setuptools import setup; setup()' -q egg_info)
 
 "$PY" - <<'EOF'

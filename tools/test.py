@@ -1,4 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+# Derived from mmpretrain 1.2.0's tools/test.py
+# (Apache License 2.0) by the mixmae_mm contributors.
 """Evaluate a checkpoint with mmengine's Runner (mmpretrain, mmdet or mmseg
 configs that use mixmae_mm modules).
 

@@ -1,4 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+# Derived from mmpretrain 1.2.0's tools/train.py
+# (Apache License 2.0) by the mixmae_mm contributors.
 """Train with mmengine's Runner: MixMAE pretraining, and the upstream
 mmpretrain / mmdet / mmseg configs that use mixmae_mm modules.
 

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Draw what a MixMAE model reconstructs from two mixed images.
 
 The two images are resized (shorter side) and centre-cropped to the

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Datasets, samplers and transforms registered into mmpretrain's (datasets,
 transforms) and mmengine's (wrappers, samplers) registries."""
 from .image_folder import (CheckedCustomDataset, CheckedImageNet,

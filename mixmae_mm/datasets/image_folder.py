@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Image-folder datasets that say what is wrong with a missing or empty
 folder, and augment each sample from its own seed."""
 import os.path as osp

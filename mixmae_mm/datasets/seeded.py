@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Augmentation as a function of (seed, epoch, sample index).
 
 torch's DataLoader workers draw augmentations from generators seeded once

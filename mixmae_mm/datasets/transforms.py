@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Load any image as 8-bit, 3-channel colour, with explicit policies."""
 import io
 import logging

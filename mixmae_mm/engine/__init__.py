@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Training reliability: safe checkpoint loading (registered on import),
 atomic checkpoints, exact resume of the random streams, non-finite loss
 checks."""

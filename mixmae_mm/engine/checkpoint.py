@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Safe checkpoint loading on every mmengine load path (mmengine 0.10.7).
 
 The loads themselves are restricted by

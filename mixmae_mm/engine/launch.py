@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Launch helpers shared by tools/train.py and tools/test.py."""
 import torch
 import torch.distributed as dist

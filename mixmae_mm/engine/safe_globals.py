@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """What checkpoint loads may unpickle: the allow-list, the arguments each
 allowed callable accepts, and the opt-ins.
 

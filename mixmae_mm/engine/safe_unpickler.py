@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Restricted unpickling of checkpoints, the same on every supported torch
 (2.1 to 2.15).
 

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Linear probing of a frozen encoder: features once, then a multinomial
 logistic regression fitted in full batch."""
 from typing import Tuple

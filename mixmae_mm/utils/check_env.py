@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Check an OpenMMLab environment for mixmae_mm and say what to fix.
 
 Users install this package into an environment they already have; the

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Pictures of what MixMAE learned."""
 from .reconstruction import (COLUMNS, reconstruction_grid,
                              render_model_reconstruction, save_png,

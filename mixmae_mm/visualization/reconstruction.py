@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Reconstruction grids: image A, image B, the mixed input, the mask and both
 reconstructions, back in pixels.
 

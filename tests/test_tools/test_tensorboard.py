@@ -18,14 +18,24 @@ from tensorboard.backend.event_processing.event_accumulator import \
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / 'configs/mixmae/mixmae_swin-tiny-w8_1xb16-coslr-30e_demo.py'
-#: The line the README documents; appended to a config it adds TensorBoard
-#: next to the local backend (scalars.json stays for plot_curves.py).
+#: The line the docs give (docs/en/tools.md); appended to a config it adds
+#: TensorBoard next to the local backend (scalars.json stays for
+#: plot_curves.py).
 TB_LINE = ("visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
            "dict(type='TensorboardVisBackend')])")
 
 
-def test_readme_documents_the_line():
-    assert TB_LINE in (ROOT / 'README.md').read_text()
+def test_the_line_keeps_the_visualizer_and_adds_tensorboard(tmp_path):
+    """Merged into the demo config, the line replaces only the backends: the
+    visualizer class and its other settings stay the demo's."""
+    base = Config.fromfile(str(DEMO)).visualizer
+    config = tmp_path / 'demo_tensorboard.py'
+    config.write_text(f'_base_ = {str(DEMO)!r}\n{TB_LINE}\n')
+    merged = Config.fromfile(str(config)).visualizer
+    assert [b['type'] for b in merged.vis_backends
+            ] == ['LocalVisBackend', 'TensorboardVisBackend']
+    assert {k: v for k, v in merged.items() if k != 'vis_backends'} == \
+        {k: v for k, v in base.items() if k != 'vis_backends'}
 
 
 @pytest.mark.slow  # one training process, ~20 s

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Why does masked self-attention not help the toy MixMAE? Measurements.
 
 For each design (the toy design; a 4 x 4 mix grid at 128 px; a deeper

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Plot a run's training loss and learning rate against the iteration.
 
 Reads the ``vis_data/scalars.json`` that mmengine's ``LocalVisBackend``

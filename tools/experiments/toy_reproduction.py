@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Toy-scale reproduction of MixMAE's claims on 2 CPU cores.
 
 On the generated toy-shapes set (``tools/misc/demo_data.py``, 8 shape

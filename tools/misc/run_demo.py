@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """The whole MixMAE story on the embedded demo data (README command 1).
 
 Steps, each skipped when its output exists (``--force`` redoes them):
@@ -7,11 +7,12 @@ curves -> fine-tuning and evaluation in mmpretrain (classification, from
 the pretrained encoder and, with the same config and budget, from a
 randomly initialised one), mmdet (Mask R-CNN, COCO format) and mmseg
 (UperNet, ADE20K layout) -> a summary table with the wall time of each step
-(``--readme`` also writes it into README's Quick start).
+(``--readme docs/en/demo.md`` also writes it into that documentation
+page, between its summary markers).
 
 Example:
     python tools/misc/run_demo.py --work-dir work_dirs/demo
-    python tools/misc/run_demo.py --force --readme README.md
+    python tools/misc/run_demo.py --force --readme docs/en/demo.md
 """
 import argparse
 import datetime

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Checkpoint files for the converter and publish tools in this folder:
 the restricted file loader, the training fields around the weights, the
 publish step and the printed key accounting.

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Export a MixMAE-pretrained PVTv2 backbone in the original PVTv2 release
 format (whai362/PVT ``pvt_v2.py`` keys), so that every mmdet PVTv2 config
 uses it by changing only ``init_cfg.checkpoint`` (mmdet converts release

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Convert an official Sense-X/MixMIM (MixMAE) checkpoint to mixmae_mm.
 
 Pretraining checkpoints (``mask_token``, ``decoder_*``) become

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Convert an mmpretrain ``MixMIM`` checkpoint (pretraining ``MixMIM`` or
 ``ImageClassifier`` with ``MixMIMTransformer``) to mixmae_mm.
 

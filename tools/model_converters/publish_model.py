@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Publish a training checkpoint: drop the optimizer and other resume-only
 state, optionally keep only the ``backbone.`` weights, and write
 ``NAME-<first 8 hex digits of sha256>.pth`` as OpenMMLab model zoos do.

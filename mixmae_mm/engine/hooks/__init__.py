@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Hooks registered in mmengine's root ``HOOKS`` (visible from the
 mmpretrain, mmdet and mmseg scopes alike)."""
 from .atomic_checkpoint_hook import AtomicCheckpointHook, atomic_write_text

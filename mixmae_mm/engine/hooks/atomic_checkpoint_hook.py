@@ -1,4 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
+# Derived from mmengine 0.10.7's mmengine/hooks/checkpoint_hook.py
+# (Apache License 2.0) by the mixmae_mm contributors.
 """A CheckpointHook whose checkpoints survive a kill at any moment."""
 import glob
 import os

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Save the random number generators with each checkpoint and restore them
 on resume, so that a resumed run draws the same mixing masks."""
 import random

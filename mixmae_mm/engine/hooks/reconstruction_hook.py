@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Draw MixMAE reconstructions of the training batch every N iterations."""
 import os.path as osp
 from typing import List, Optional

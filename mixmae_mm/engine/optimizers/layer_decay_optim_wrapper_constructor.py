@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """One layer-wise lr decay constructor for mmpretrain, mmdet and mmseg."""
 from typing import Callable, List, Optional, Tuple
 

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """The MixMAE encoder on PVTv2 (arXiv 2106.13797) in mmdet's layout:
 modules, names and shapes of mmdet's ``PyramidVisionTransformerV2``, so
 state dicts load strictly both ways and, without a mix mask, the forward

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """The MixMAE encoder with [MASK] tokens in its input (SimMIM-style
 baseline of the toy reproduction)."""
 from typing import Optional, Tuple

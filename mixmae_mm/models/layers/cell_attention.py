@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Softmax attention within equal-sized cells, with an additive bias
 broadcast over the batch: the fused SDPA kernel and the plain expression
 side by side in one function.

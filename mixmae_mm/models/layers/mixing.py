@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Mixing two images on the stride-32 grid.
 
 Mask convention (used by every producer and consumer in this package):

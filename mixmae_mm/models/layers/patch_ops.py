@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Patchify / unpatchify for any H x W (row-major patches, (p, q, c))."""
 from torch import Tensor
 

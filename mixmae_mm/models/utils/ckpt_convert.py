@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Checkpoint keys of the MixMAE encoder: which are derived,
 pretraining-only or resized (:func:`filter_encoder_state_dict`, as timm's
 ``checkpoint_filter_fn``; the encoder's load pre-hook, its ``Pretrained``

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Loading checkpoints into a MixMAE encoder: the strict
 ``init_cfg=dict(type='Pretrained')`` load and the load pre-hook, both
 through :func:`~.ckpt_convert.filter_encoder_state_dict`."""

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """PVTv2 backbone keys from mmdet's layout (``PyramidVisionTransformerV2``,
 ``MixMAEPVTv2``) back to the original release (whai362/PVT ``pvt_v2.py``):
 exactly the inverse of mmdet's ``pvt_convert``, so a MixMAE-pretrained
