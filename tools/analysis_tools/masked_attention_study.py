@@ -26,7 +26,7 @@ pretraining:
   (the probe of the toy reproduction: 100 labelled images per class).
 
 Example:
-    python tools/analysis_tools/masked_attention_study.py --readme README.md
+    python tools/analysis_tools/masked_attention_study.py --readme docs/en/reproduction.md
     python tools/analysis_tools/masked_attention_study.py --smoke
 """
 import argparse

@@ -8,8 +8,8 @@ without gradients, where its fused (flash) kernel takes the bias as a float
 mask and is about 2x faster than the plain products on dense 800x1333 maps
 (the CPU kernel cannot return the bias gradient, and its bf16 backward is
 several times slower); on other devices (GPUs) always, when the bias
-broadcasts over the flattened (B*K) batch. The README's Performance section
-has the measurements.
+broadcasts over the flattened (B*K) batch. The measurements are in the
+docs (docs/en/performance.md).
 
 Shapes: ``B`` batch, ``K`` cells, ``n`` tokens per cell, ``nH`` heads,
 ``Dh`` head dim, ``C = nH*Dh``.
