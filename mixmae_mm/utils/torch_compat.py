@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """The one place for torch calls whose API differs between the supported
 torch releases (2.1 to 2.15, see the README's support matrix).
 
@@ -28,6 +28,28 @@ def untraced() -> Iterator[None]:
         yield
     finally:
         torch._C._set_tracing_state(state)
+
+
+def is_compiling() -> bool:
+    """Whether ``torch.compile`` is tracing the caller (constant True in
+    the traced graph, False in eager code).
+
+    ``torch.compiler.is_compiling`` is public from torch 2.3; torch 2.1 has
+    the same function as ``torch._dynamo.is_compiling``.
+    """
+    return _is_compiling()
+
+
+def _find_is_compiling():
+    compiler = getattr(torch, 'compiler', None)
+    if hasattr(compiler, 'is_compiling'):
+        return compiler.is_compiling
+    from torch import _dynamo  # torch 2.1: not imported by ``import torch``
+    return _dynamo.is_compiling
+
+
+#: resolved once: Dynamo traces the call, not the look-up
+_is_compiling = _find_is_compiling()
 
 
 def flop_counter_mode():
@@ -64,4 +86,4 @@ def flop_counter_mode():
     return flop_counter.FlopCounterMode(display=False, custom_mapping=custom)
 
 
-__all__ = ['flop_counter_mode', 'untraced']
+__all__ = ['flop_counter_mode', 'is_compiling', 'untraced']

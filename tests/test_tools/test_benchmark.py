@@ -50,3 +50,24 @@ def test_dense_benchmark_tiny():
     assert 'measured fp32 matmul rate' in out
     lines = out.splitlines()
     assert any(line.startswith('RATIO dense fp32') for line in lines)
+
+
+def test_pretrain_benchmark_compiled_tiny():
+    """--compile adds both implementations compiled (here aot_eager: no
+    code generation) and ours eager on the static path, each checked
+    against the eager loss before timing."""
+    out = _run('--arch', 'tiny', '--size', '64', '--batch', '4', '--steps',
+               '1', '--warmup', '1', '--compile', '--compile-backend',
+               'aot_eager', '--no-mem')
+    assert 'COMPILED LOSS CHECK passed: compiled (aot_eager) vs eager ' \
+        'fp32 loss: ours rel diff' in out
+    for name in ('ours-static', 'ours-compiled', 'mmpretrain-compiled'):
+        assert re.search(rf'^{name} +\d+\.\d+ +\d+\.\d+ ', out, re.M), out
+    ratio = [line for line in out.splitlines()
+             if line.startswith('RATIO fp32 compiled')]
+    assert len(ratio) == 1, out
+    assert re.search(r'ours/mmpretrain throughput \d+\.\d+x; compiled/eager '
+                     r'ours \d+\.\d+x, mmpretrain \d+\.\d+x; ours eager '
+                     r'cells/static \d+\.\d+x', ratio[0]), ratio[0]
+    # the static path's masked windows run the explicit expression
+    assert 'SDPA kernels in one step of ours-static: none' in out

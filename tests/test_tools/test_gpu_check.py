@@ -61,10 +61,8 @@ def test_dry_run_prints_every_command(tmp_path):
     scripts = [c[1] for c in cmds]
     assert scripts == [
         'tools/check_env.py', 'tools/misc/make_demo_data.py', 'tools/train.py',
-        'tools/train.py', 'tools/train.py',
-        'tools/analysis_tools/benchmark.py',
-        'tools/analysis_tools/benchmark.py'
-    ]
+        'tools/train.py', 'tools/train.py', 'tools/train.py'
+    ] + ['tools/analysis_tools/benchmark.py'] * 4
     assert all(c[0] == sys.executable for c in cmds)
     for cmd in cmds:
         for arg in cmd:
@@ -72,8 +70,16 @@ def test_dry_run_prints_every_command(tmp_path):
                 assert (ROOT / arg).is_file(), arg
     assert cmds[0][2:] == ['--json']
     assert cmds[1][2:] == ['--out', f'{tmp_path}/data']
-    trains = {c[2]: c for c in cmds if c[1] == 'tools/train.py'}
-    assert list(trains) == [PRETRAIN, DET, SEG]
+    trains = [c for c in cmds if c[1] == 'tools/train.py']
+    assert [c[2] for c in trains] == [PRETRAIN, PRETRAIN, DET, SEG]
+    # the second pretraining run is mmengine's compiled train_step, in its
+    # own work dir; the other options are the first run's
+    eager, compiled = trains[:2]
+    assert compiled[-1] == 'compile=True' and 'compile=True' not in eager
+    assert compiled[:-1] == [
+        a.replace('/pretrain', '/pretrain_compiled') for a in eager
+    ]
+    trains = {c[2]: c for c in trains}
     for cfg, cmd in trains.items():
         opts = cmd[cmd.index('--cfg-options') + 1:]
         assert 'train_dataloader.batch_size=2' in opts
@@ -85,7 +91,22 @@ def test_dry_run_prints_every_command(tmp_path):
     common = [
         '--device', 'cuda', '--dtype', 'bf16', '--steps', '20', '--warmup', '3'
     ]
-    assert bench == [common + ['--batch', '32'], common + ['--dense']]
+    compiled = common + ['--batch', '32', '--compile', '--no-mem',
+                         '--no-fp32-ref']
+    assert bench == [
+        common + ['--batch', '32'], compiled,
+        compiled + ['--compile-mode', 'reduce-overhead'], common + ['--dense']
+    ]
+    # every benchmark option exists (the parser refuses unknown ones)
+    sys.path.insert(0, str(ROOT / 'tools/analysis_tools'))
+    try:
+        import benchmark
+    finally:
+        sys.path.pop(0)
+    for argv in bench:
+        args = benchmark.parse_args(argv)
+        assert args.device == 'cuda' and args.dtype == 'bf16'
+    assert benchmark.parse_args(bench[2]).compile_mode == 'reduce-overhead'
 
 
 def test_dry_run_wheels_dir(tmp_path):
@@ -196,8 +217,10 @@ case "$1" in
 esac
 '''
 
-STEPS = ('check_env', 'demo_data', 'train_pretrain', 'train_maskrcnn',
-         'train_upernet', 'bench_pretrain', 'bench_dense')
+STEPS = ('check_env', 'demo_data', 'train_pretrain',
+         'train_pretrain_compiled', 'train_maskrcnn', 'train_upernet',
+         'bench_pretrain', 'bench_compiled', 'bench_cudagraphs',
+         'bench_dense')
 
 
 def _statuses(summary):
@@ -206,7 +229,7 @@ def _statuses(summary):
     for line in summary.splitlines():
         name = line.split()[0] if line.split() else None
         if name in STEPS:
-            status[name] = line[2 + 17:2 + 17 + 40].strip()
+            status[name] = line[2 + 25:2 + 25 + 40].strip()
     return status
 
 

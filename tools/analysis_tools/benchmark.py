@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Side-by-side speed and memory of a MixMAE pretraining step.
 
 Pretraining mode (default), in ONE process: builds ``mixmae_mm``'s
@@ -8,7 +8,12 @@ image size, copies mmpretrain's weights into ours
 gives both the same mix mask, CHECKS that the losses agree (fp32: 1e-5
 relative; bf16: our autocast loss within 1e-2 relative of our fp32 loss),
 then times full training steps (forward, backward, AdamW step, zero_grad)
-alternating between the implementations after warm-up. Peak memory is
+alternating between the implementations after warm-up. With ``--compile``
+the same run also times both implementations' loss under ``torch.compile``
+(backend ``--compile-backend``, inductor by default; the compiled losses
+are checked against the eager ones first, which is also their warm-up
+compile) and ours eager on its static-shape path (dense windows, what the
+compiler traces) next to its default eager CPU path (the cells). Peak memory is
 measured per implementation in a fresh subprocess (``--mem-only IMPL``):
 peak RSS (``VmHWM``) on the CPU, ``torch.cuda.max_memory_allocated`` on a
 GPU.
@@ -30,6 +35,8 @@ Examples::
     python tools/analysis_tools/benchmark.py                  # Swin-B, fp32
     python tools/analysis_tools/benchmark.py --dtype bf16
     python tools/analysis_tools/benchmark.py --dense
+    python tools/analysis_tools/benchmark.py --compile --dtype bf16 \
+        --steps 8                             # + compiled, both impls
     python tools/analysis_tools/benchmark.py --arch tiny --size 64 \
         --steps 2 --warmup 1                                  # smoke test
 """
@@ -89,7 +96,19 @@ def parse_args(argv=None):
         help='activation checkpointing in our encoder: every stage, or the '
         'stages listed (e.g. --with-cp 0 1)')
     p.add_argument(
-        '--compile', action='store_true', help='torch.compile our model')
+        '--compile',
+        action='store_true',
+        help='also time both implementations compiled (and ours eager on '
+        'its static-shape path)')
+    p.add_argument(
+        '--compile-backend',
+        default='inductor',
+        help='torch.compile backend for --compile (e.g. eager, aot_eager)')
+    p.add_argument(
+        '--compile-mode',
+        default=None,
+        help="torch.compile mode for --compile, e.g. 'reduce-overhead' "
+        '(CUDA graphs on a GPU) or max-autotune')
     p.add_argument(
         '--no-mem',
         action='store_true',
@@ -350,14 +369,35 @@ def loss_of(model, inputs):
     return model.loss(inputs, None)['loss']
 
 
-def make_step(args, model, inputs):
+def static_loss_of(model, inputs):
+    """Our loss on the static-shape path in eager mode (what a compiled
+    or GPU step runs), whatever the device."""
+    from mixmae_mm.models.layers.dense_windows import force_attention_path
+    with force_attention_path('static'):
+        return loss_of(model, inputs)
+
+
+def compiled_loss_of(args, model):
+    """``model``'s loss under ``torch.compile`` (ours takes its static
+    path there by itself)."""
+    # fixed shapes in a benchmark (torch 2.1's automatic dynamic shapes
+    # fail on our graph-broken helpers there)
+    fn = torch.compile(
+        lambda inputs: loss_of(model, inputs),
+        backend=args.compile_backend,
+        mode=args.compile_mode,
+        dynamic=False)
+    return lambda model, inputs: fn(inputs)
+
+
+def make_step(args, model, inputs, loss_fn=loss_of):
     """One full training step: forward, backward, AdamW, zero_grad."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
 
     def step():
         with autocast(args):
-            loss = loss_of(model, inputs)
+            loss = loss_fn(model, inputs)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -387,6 +427,30 @@ def check_losses(args, models, inputs):
     return f'LOSS CHECK passed: {line}'
 
 
+def check_compiled(args, models, inputs, runs):
+    """Compile (the first call traces and generates code) and assert that
+    each compiled loss agrees with the eager one (1e-4 relative: generated
+    kernels sum in another order); return a printable line."""
+    parts, ok = [], True
+    for impl in IMPLS:
+        fn = runs[f'{impl}-compiled'][2]
+        t = time.perf_counter()
+        with autocast(args):
+            got = fn(models[impl], inputs[impl])
+            ref = loss_of(models[impl], inputs[impl])
+        got.backward()  # the backward graph compiles on its first call
+        models[impl].zero_grad(set_to_none=True)
+        rel = abs(got.item() - ref.item()) / abs(ref.item())
+        ok = ok and rel <= (1e-4 if args.dtype == 'fp32' else 1e-2)
+        parts.append(f'{impl} rel diff {rel:.2e} (first call '
+                     f'{time.perf_counter() - t:.0f} s)')
+    line = f'compiled ({args.compile_backend}) vs eager {args.dtype} ' \
+        f'loss: ' + '; '.join(parts)
+    if not ok:
+        raise SystemExit(f'COMPILED LOSS CHECK FAILED: {line}')
+    return f'COMPILED LOSS CHECK passed: {line}'
+
+
 def peak_memory(args, impl):
     """Run ``--mem-only impl`` in a fresh process; return its JSON."""
     cmd = [
@@ -398,8 +462,7 @@ def peak_memory(args, impl):
         str(args.threads), '--seed',
         str(args.seed)
     ] + ([] if args.with_cp is None else
-         ['--with-cp', *map(str, args.with_cp)]) + (
-             ['--compile'] if args.compile else [])
+         ['--with-cp', *map(str, args.with_cp)])
     out = subprocess.run(
         cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -423,8 +486,6 @@ def mem_only(args):
     models = build_models(args, impls=(args.mem_only, ))
     inputs = make_inputs(args, models)
     model = models[args.mem_only]
-    if args.compile and args.mem_only == 'ours':
-        model.loss = torch.compile(model.loss)
     step = make_step(args, model, inputs[args.mem_only])
     before = rss_mib()
     if args.device == 'cuda':
@@ -446,30 +507,44 @@ def run_pretrain(args):
     models = build_models(args)
     inputs = make_inputs(args, models)
     print(check_losses(args, models, inputs), flush=True)
+    # name -> (args, impl, loss function)
+    runs = {k: (args, k, loss_of) for k in IMPLS}
     if args.compile:
-        models['ours'].loss = torch.compile(models['ours'].loss)
-    runs = {k: (args, k) for k in IMPLS}
+        runs['ours-static'] = (args, 'ours', static_loss_of)
+        for impl in IMPLS:
+            runs[f'{impl}-compiled'] = (args, impl,
+                                        compiled_loss_of(args, models[impl]))
+        print(check_compiled(args, models, inputs, runs), flush=True)
     if args.dtype == 'bf16' and not args.no_fp32_ref:
         runs['mmpretrain-fp32'] = (argparse.Namespace(
-            **dict(vars(args), dtype='fp32')), 'mmpretrain')
+            **dict(vars(args), dtype='fp32')), 'mmpretrain', loss_of)
     steps = {
-        name: make_step(a, models[impl], inputs[impl])
-        for name, (a, impl) in runs.items()
+        name: make_step(a, models[impl], inputs[impl], fn)
+        for name, (a, impl, fn) in runs.items()
     }
     flops = {}
     if not args.no_flops:
-        for impl in IMPLS:  # forward + backward, no optimizer
+        # forward + backward, no optimizer, counted eagerly: a compiled
+        # run does the matrix products of the eager run of the same path
+        flop_runs = {k: (k, loss_of) for k in IMPLS}
+        if args.compile:
+            flop_runs['ours-static'] = ('ours', static_loss_of)
+        for name, (impl, fn) in flop_runs.items():
 
-            def fwd_bwd(impl=impl):
+            def fwd_bwd(impl=impl, fn=fn):
                 with autocast(args):
-                    loss = loss_of(models[impl], inputs[impl])
+                    loss = fn(models[impl], inputs[impl])
                 loss.backward()
                 models[impl].zero_grad(set_to_none=True)
 
-            flops[impl] = count_flops(fwd_bwd)
+            flops[name] = count_flops(fwd_bwd)
+        if args.compile:
+            flops['ours-compiled'] = flops['ours-static']
+            flops['mmpretrain-compiled'] = flops['mmpretrain']
     for name in runs:
-        print(f'SDPA kernels in one step of {name}: '
-              f'{sdpa_kernels(steps[name])}')
+        if not name.endswith('-compiled'):
+            print(f'SDPA kernels in one step of {name}: '
+                  f'{sdpa_kernels(steps[name])}')
     if args.profile:
         for name in runs:
             steps[name]()  # warm
@@ -500,18 +575,17 @@ def report_pretrain(args, times, flops, rate, mem):
           f'{args.warmup} warm-up, alternating')
     print(f'measured {args.dtype} matmul rate: {rate:.0f} GFLOP/s')
     key = 'peak_cuda_mib' if args.device == 'cuda' else 'peak_rss_mib'
-    print(f'{"impl":<18}{"median s":>10}{"min s":>8}{"img/s":>8}'
+    print(f'{"impl":<22}{"median s":>10}{"min s":>8}{"img/s":>8}'
           f'{"GFLOP/step":>12}{"GFLOP/s":>9}{"of mm":>7}{"peak MiB":>10}')
     for name, ts in times.items():
         med = median(ts)
-        impl = 'mmpretrain' if name.startswith('mmpretrain') else name
-        f = flops.get(impl) if name in IMPLS else None
+        f = flops.get(name)
         gf = f'{f / 1e9:.1f}' if f else '-'
         gfs = f'{f / 1e9 / med:.0f}' if f else '-'
         share = f'{f / 1e9 / med / rate:.0%}' if f else '-'
         peak = f'{mem[name][key]:.0f}' if name in mem else '-'
         label = name + (f' ({args.dtype})' if name in IMPLS else '')
-        print(f'{label:<18}{med:>10.3f}{min(ts):>8.3f}'
+        print(f'{label:<22}{med:>10.3f}{min(ts):>8.3f}'
               f'{args.batch / med:>8.2f}{gf:>12}{gfs:>9}{share:>7}'
               f'{peak:>10}')
     speed = median(times['mmpretrain']) / median(times['ours'])
@@ -527,6 +601,13 @@ def report_pretrain(args, times, flops, rate, mem):
             act = [mem[k][key] - mem[k]['rss_before_mib'] for k in IMPLS]
             line += f' (growth over the pre-step RSS {act[0] / act[1]:.2f})'
     print(line)
+    if 'ours-compiled' in times:
+        t = {k: median(v) for k, v in times.items()}
+        print(f'RATIO {args.dtype} compiled: ours/mmpretrain throughput '
+              f'{t["mmpretrain-compiled"] / t["ours-compiled"]:.2f}x; '
+              f'compiled/eager ours {t["ours"] / t["ours-compiled"]:.2f}x, '
+              f'mmpretrain {t["mmpretrain"] / t["mmpretrain-compiled"]:.2f}x;'
+              f' ours eager cells/static {t["ours-static"] / t["ours"]:.2f}x')
 
 
 # ------------------------------------------------------------------ dense

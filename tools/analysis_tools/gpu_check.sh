@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared check of this package on a CUDA machine, in about 8 minutes
+# One prepared check of this package on a CUDA machine, in about 12 minutes
 # on one H200 (device time is scarce: everything runs in one call, each step
 # is bounded, and a failing step is recorded while the others still run).
 #
@@ -7,14 +7,20 @@
 #   2. one AMP training run of 2 iterations at batch 2 on generated data
 #      (tools/misc/make_demo_data.py) for each paper-protocol config:
 #      MixMAE Swin-B/W14 pretraining, Mask R-CNN (mmdet), UperNet (mmseg);
-#      no validation, no checkpoint download (model.backbone.init_cfg=None)
+#      no validation, no checkpoint download (model.backbone.init_cfg=None);
+#      then the pretraining run again with mmengine's compile=True (the
+#      Runner compiles train_step with inductor: the static-shape path)
 #   3. tools/analysis_tools/benchmark.py on CUDA in bf16: the pretraining
-#      step (images/s, achieved GFLOP/s vs the measured bf16 matmul rate)
-#      and the dense backbone forward (--dense)
+#      step (images/s, achieved GFLOP/s vs the measured bf16 matmul rate,
+#      i.e. the model-FLOP utilisation), eager and compiled (--compile:
+#      both implementations, inductor), compiled with CUDA graphs
+#      (--compile-mode reduce-overhead), and the dense backbone forward
+#      (--dense)
 #
 # Everything goes to ${OUT:-work_dirs/gpu_check} (a few MB: no checkpoint
 # is written): logs/NN_<step>.log, check_env.json,
-# benchmark_{pretrain,dense}.txt, summary.txt, data/ and the work dirs.
+# benchmark_{pretrain,compiled,cudagraphs,dense}.txt, summary.txt, data/
+# and the work dirs.
 # The exit code is 0 when every step passed, 1 otherwise (2: no CUDA).
 #
 # Usage (from anywhere; runs in the repository root):
@@ -28,7 +34,7 @@
 #                       pip install --no-index --find-links (for a machine
 #                       without network; see below)
 #   GPU_CHECK_DRY_RUN   1: print the commands, run nothing, need no GPU
-#   GPU_CHECK_BUDGET_S  wall-clock budget of all steps (default 480); each
+#   GPU_CHECK_BUDGET_S  wall-clock budget of all steps (default 720); each
 #                       step's timeout is cut to what is left, and a step
 #                       with under 20 s left is skipped
 #   GPU_CHECK_FORCE     1: run the detection / segmentation steps even when
@@ -56,7 +62,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 OUT="${OUT:-work_dirs/gpu_check}"
 DRY_RUN="${GPU_CHECK_DRY_RUN:-0}"
-BUDGET_S="${GPU_CHECK_BUDGET_S:-480}"
+BUDGET_S="${GPU_CHECK_BUDGET_S:-720}"
 FORCE="${GPU_CHECK_FORCE:-0}"
 if [[ -z "${PYTHON:-}" ]]; then
     PYTHON="$(command -v python || command -v python3 || echo python3)"
@@ -116,6 +122,9 @@ SEG_OPTS=(
 )
 BENCH=tools/analysis_tools/benchmark.py
 BENCH_OPTS=(--device cuda --dtype bf16 --steps 20 --warmup 3)
+# compiled runs: eager and compiled side by side; no memory subprocesses
+# and no fp32 reference (their time goes to the compilation instead)
+COMPILE_OPTS=(--batch 32 --compile --no-mem --no-fp32-ref)
 
 log() { printf '[gpu_check %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 quote() { printf '%q ' "$@" | sed 's/ $//'; }
@@ -236,6 +245,11 @@ run_step train_pretrain 150 "$LOGS/03_train_pretrain.log" \
     "$PYTHON" tools/train.py "$PRETRAIN_CFG" --work-dir "$OUT/pretrain" \
     --cfg-options "${COMMON_OPTS[@]}" "${PRETRAIN_OPTS[@]}"
 
+run_step train_pretrain_compiled 180 "$LOGS/03b_train_pretrain_compiled.log" \
+    "$PYTHON" tools/train.py "$PRETRAIN_CFG" \
+    --work-dir "$OUT/pretrain_compiled" \
+    --cfg-options "${COMMON_OPTS[@]}" "${PRETRAIN_OPTS[@]}" compile=True
+
 if [[ "$DRY_RUN" == "1" ]] || ready detection; then
     run_step train_maskrcnn 150 "$LOGS/04_train_maskrcnn.log" \
         "$PYTHON" tools/train.py "$DET_CFG" --work-dir "$OUT/maskrcnn" \
@@ -254,6 +268,11 @@ fi
 # ------------------------------------------------------------ 3. benchmark
 run_step bench_pretrain 180 "$OUT/benchmark_pretrain.txt" \
     "$PYTHON" "$BENCH" "${BENCH_OPTS[@]}" --batch 32
+run_step bench_compiled 240 "$OUT/benchmark_compiled.txt" \
+    "$PYTHON" "$BENCH" "${BENCH_OPTS[@]}" "${COMPILE_OPTS[@]}"
+run_step bench_cudagraphs 240 "$OUT/benchmark_cudagraphs.txt" \
+    "$PYTHON" "$BENCH" "${BENCH_OPTS[@]}" "${COMPILE_OPTS[@]}" \
+    --compile-mode reduce-overhead
 run_step bench_dense 150 "$OUT/benchmark_dense.txt" \
     "$PYTHON" "$BENCH" "${BENCH_OPTS[@]}" --dense
 
@@ -281,9 +300,9 @@ for c in rep['checks']:
 print(f"  ready: {rep['ready']}")
 EOF
         echo "  check_env.json unreadable"
-    printf '  %-16s %-40s %6s  %s\n' step status seconds output
+    printf '  %-24s %-40s %6s  %s\n' step status seconds output
     for i in "${!STEP_NAMES[@]}"; do
-        printf '  %-16s %-40s %6s  %s\n' "${STEP_NAMES[$i]}" \
+        printf '  %-24s %-40s %6s  %s\n' "${STEP_NAMES[$i]}" \
             "${STEP_STATUS[$i]}" "${STEP_SECONDS[$i]}" "${STEP_LOGS[$i]}"
         case "${STEP_NAMES[$i]}" in
             train_*)

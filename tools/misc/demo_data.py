@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Small, deterministic demo data sets in the true upstream formats.
 
 ``make_imagenet_folder`` writes an ImageNet-style folder
@@ -22,7 +22,7 @@ image colour and texture of a pixel follow its class.
 import json
 import os.path as osp
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -294,7 +294,8 @@ def make_coco_instances(out_dir: str,
                         size: Union[int, Sequence[int]] = (128, 160),
                         seed: int = 0,
                         max_objects: int = 4,
-                        radius: Tuple[float, float] = (0.1, 0.25)
+                        radius: Tuple[float, float] = (0.1, 0.25),
+                        sizes: Optional[Sequence] = None
                         ) -> Dict[str, Dict[str, int]]:
     """Write a COCO-style instance set: ``out_dir/{train,val}2017/*.jpg`` and
     ``out_dir/annotations/instances_{train,val}2017.json``.
@@ -319,6 +320,9 @@ def make_coco_instances(out_dir: str,
         radius (tuple[float, float]): Object radius range as fractions of
             the shorter image side (see :func:`render_coco_image`).
             Defaults to ``(0.1, 0.25)``.
+        sizes (list, optional): One ``size`` per image, training images
+            first, instead of ``size`` for all (e.g. a set whose images all
+            differ in size).
 
     Returns:
         dict[str, dict[str, int]]: Per split (``'train'``, ``'val'``), the
@@ -326,7 +330,11 @@ def make_coco_instances(out_dir: str,
     """
     from pycocotools import mask as mask_util
     rng = np.random.default_rng(seed)
-    h, w = _hw(size)
+    sizes = [_hw(s) for s in sizes] if sizes is not None else \
+        [_hw(size)] * (num_train + num_val)
+    if len(sizes) != num_train + num_val:
+        raise ValueError(f'sizes must give one size per image '
+                         f'({num_train + num_val}), got {len(sizes)}')
     categories = [
         dict(id=i + 1, name=name, supercategory='shape')
         for i, name in enumerate(COCO_CLASSES)
@@ -341,6 +349,7 @@ def make_coco_instances(out_dir: str,
         for _ in range(num):
             img_id += 1
             name = f'{img_id:012d}.jpg'
+            h, w = sizes[img_id - 1]
             img, objects = render_coco_image(rng, (h, w), max_objects,
                                              radius=radius)
             Image.fromarray(img).save(folder / name, quality=95, subsampling=0)

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """The MixMAE hierarchical encoder (Swin-like, large non-shifted windows).
 
 Paper: MixMAE, https://arxiv.org/abs/2205.13137 (official code: Sense-X/MixMIM
@@ -24,6 +24,8 @@ from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 from ...utils.torch_compat import untraced
+from ..layers.dense_windows import (DenseWindows, dense_windows,
+                                    use_static_shapes)
 from ..layers.mixing import check_divisible, resample_mask
 from ..layers.pos_embed import sincos_pos_embed_2d
 from ..layers.token_layout import (TokenLayout, layouts_to, plain_layout,
@@ -32,6 +34,7 @@ from ..layers.transformer import Mlp
 from ..layers.window_attention import WindowAttention
 from ..utils.pretrained import (filter_encoder_state_dict_,
                                 load_pretrained_encoder)
+from ..utils.shape_cache import ShapeCache
 
 
 class PatchEmbed(nn.Module):
@@ -166,14 +169,16 @@ class MixMAEStage(nn.Module):
 
     def forward(self,
                 x: Tensor,
-                layout: Optional[TokenLayout] = None) -> Tuple[Tensor, Tensor]:
+                layout: Union[TokenLayout, DenseWindows, None] = None
+                ) -> Tuple[Tensor, Tensor]:
         """
         Args:
             x (Tensor): Tokens, shape (B, H, W, C).
-            layout (TokenLayout, optional): The stage's cells on the device
-                of ``x``, cut by the image groups of a mix mask (see
-                :meth:`MixMAESwin.plan_layouts`). None: plain window
-                attention.
+            layout (TokenLayout | DenseWindows, optional): The stage's
+                cells on the device of ``x``, cut by the image groups of a
+                mix mask (see :meth:`MixMAESwin.plan_layouts`), or its
+                masked dense windows (:meth:`MixMAESwin.dense_layouts`).
+                None: plain window attention.
 
         Returns:
             tuple[Tensor, Tensor]: The stage output (B, H, W, C) and the
@@ -181,15 +186,19 @@ class MixMAEStage(nn.Module):
             tensor when there is no downsample.
         """
         h, w = map(int, x.shape[1:3])  # under tracing, sizes are tensors
-        if layout is None:
+        if layout is None and use_static_shapes(x):
+            # shape-only tensor ops: traced into a compiled graph as well
+            layout = dense_windows((h, w), self.clamped_window((h, w)),
+                                   self.window_size, device=x.device)
+        elif layout is None:
             # depends on shapes only: built once, then cached
             layout = plain_layout((h, w), self.clamped_window((h, w)),
                                   self.window_size, x.device)
         elif tuple(layout.hw) != (h, w):
             raise ValueError(f'the layout is for a {tuple(layout.hw)} map, '
                              f'the stage got {(h, w)}')
-        # tokens reordered cell by cell once per stage; windows overhanging
-        # the map are cut, never padded
+        # tokens reordered cell by cell (or window by window) once per
+        # stage; cells cut overhanging windows, dense windows pad them
         x = layout.to_tokens(x)  # (B, L, C)
         for block in self.blocks:
             if self.with_cp and x.requires_grad:
@@ -210,10 +219,16 @@ class MixMAESwin(BaseModule):
     With a mix mask it runs masked self-attention at every stage (a token
     attends only to tokens of its own image, `MixMAE
     <https://arxiv.org/abs/2205.13137>`_); without one it is the plain
-    encoder used for classification, detection and segmentation. The
-    stages' token layouts are planned on the host, once per batch for a mix
-    mask (:meth:`plan_layouts`) and once per input size without one, so a
-    forward on a GPU never waits for the device.
+    encoder used for classification, detection and segmentation.
+
+    Two attention paths compute the same function, chosen per forward by
+    :func:`~mixmae_mm.models.layers.dense_windows.use_static_shapes`:
+    eager on the CPU, cells of one image planned on the host, once per
+    batch for a mix mask (:meth:`plan_layouts`) and once per input size
+    without one (the fewest FLOPs); compiled or on a GPU, dense windows
+    with a "same image" mask (:meth:`dense_layouts`), whose shapes never
+    depend on the mask, so one compiled graph (or CUDA graph) serves every
+    batch and nothing waits for the device.
 
     Args:
         arch (str | dict): 'b'/'base', 'l'/'large', 'h'/'huge', or a dict
@@ -345,7 +360,8 @@ class MixMAESwin(BaseModule):
                     with_cp=i in cp_stages))
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
-        self._pos_cache = {}
+        # one table per input size: bounded, mmdet pads each batch its own
+        self._pos_cache = ShapeCache(name='MixMAESwin.pos_embed')
         if not -1 <= frozen_stages <= num_stages:
             raise ValueError(f'frozen_stages must lie in [-1, {num_stages}], '
                              f'got {frozen_stages}')
@@ -445,15 +461,18 @@ class MixMAESwin(BaseModule):
 
     def pos_embed(self, grid: Tuple[int, int], x: Tensor) -> Tensor:
         """Fixed sin-cos absolute position embedding (1, H, W, C) for the
-        stage-1 grid (recomputed per grid, cached)."""
+        stage-1 grid (computed per grid; the recent ones are kept up to
+        the cache's byte budget)."""
         grid = tuple(map(int, grid))  # under tracing, sizes are tensors
         key = (grid, x.device, x.dtype)
-        if key not in self._pos_cache:
-            with untraced():  # a constant of a trace, as the cache is
+        table = self._pos_cache.get(key)
+        if table is None:
+            # a constant of a trace, whether the cache holds it or not
+            with untraced():
                 table = sincos_pos_embed_2d(self.embed_dims, grid, x.device,
-                                            x.dtype)
-                self._pos_cache[key] = table.view(1, *grid, -1)
-        return self._pos_cache[key]
+                                            x.dtype).view(1, *grid, -1)
+            self._pos_cache.put(key, table)
+        return table
 
     def forward(self,
                 x: Tensor,
@@ -472,8 +491,9 @@ class MixMAESwin(BaseModule):
                 decides its image (see
                 :func:`~mixmae_mm.models.layers.mixing.resample_mask`).
                 Best on the CPU (as :class:`MixMAEDataPreprocessor` gives
-                it): a mask on the device is read back once, see
-                :meth:`plan_layouts`.
+                it): on the cells path a mask on the device is read back
+                once, see :meth:`plan_layouts`; the static path copies it
+                to the device (:meth:`dense_layouts`).
 
         Returns:
             tuple[Tensor]: One map (B, C_i, ceil(H/s_i), ceil(W/s_i)) per
@@ -481,7 +501,9 @@ class MixMAESwin(BaseModule):
         """
         b, _, h, w = x.shape
         layouts = None
-        if mix_mask is not None:
+        if mix_mask is not None and use_static_shapes(x):
+            layouts = self.dense_layouts(mix_mask, (h, w), x.device, b)
+        elif mix_mask is not None:
             layouts = self.plan_layouts(mix_mask, (h, w), x.device, b)
         else:
             x = F.pad(x, (0, (-w) % self.mix_stride, 0,
@@ -559,10 +581,44 @@ class MixMAESwin(BaseModule):
                                   stage.window_size, image_groups))
         return tuple(layouts_to(plans, device))
 
+    def dense_layouts(self,
+                      mix_mask: Tensor,
+                      size: Tuple[int, int],
+                      device=None,
+                      batch_size: Optional[int] = None
+                      ) -> Tuple[DenseWindows, ...]:
+        """The dense-window layouts of all stages for one mix mask: the
+        static-shape alternative to :meth:`plan_layouts` (same arguments,
+        same attention), built on ``device`` without reading any value.
+
+        Every stage keeps whole windows and masks the pairs of tokens of
+        different images (and padding), so the shapes depend on ``size``
+        and the mask's shape only: one compiled graph serves every mask.
+
+        Returns:
+            tuple[DenseWindows]: One layout per stage, for
+            :meth:`forward_stages`.
+        """
+        h, w = size
+        mask_stride = self.check_mix_mask(
+            mix_mask, batch_size or mix_mask.shape[0], size)
+        device = mix_mask.device if device is None else device
+        # a host mask reaches the device without the host waiting
+        mask = mix_mask.to(device, non_blocking=True)
+        layouts = []
+        for stage, stride in zip(self.layers, self.out_strides):
+            hw = (h // stride, w // stride)
+            groups = resample_mask(mask, mask_stride, stride)  # (M, H, W)
+            layouts.append(
+                dense_windows(hw, stage.clamped_window(hw), stage.window_size,
+                              groups))
+        return tuple(layouts)
+
     def forward_stages(self,
                        x: Tensor,
                        size: Tuple[int, int],
-                       layouts: Optional[Sequence[TokenLayout]] = None
+                       layouts: Optional[Sequence[Union[
+                           TokenLayout, DenseWindows]]] = None
                        ) -> Tuple[Tensor, ...]:
         """Position embedding, stages and output norms on embedded patches.
 
@@ -570,9 +626,9 @@ class MixMAESwin(BaseModule):
             x (Tensor): Patch embeddings (B, H/4, W/4, C) of images padded
                 to multiples of 32.
             size (tuple[int, int]): Unpadded image size (H, W).
-            layouts (Sequence[TokenLayout], optional): One per stage, from
-                :meth:`plan_layouts` (masked self-attention). None: plain
-                window attention.
+            layouts (Sequence[TokenLayout | DenseWindows], optional): One
+                per stage, from :meth:`plan_layouts` or :meth:`dense_layouts`
+                (masked self-attention). None: plain window attention.
 
         Returns:
             tuple[Tensor]: As :meth:`forward`.

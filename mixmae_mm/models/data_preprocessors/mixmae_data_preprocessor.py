@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Normalise a batch, draw the mix mask, mix the images."""
 from typing import Optional, Sequence, Union
 
@@ -20,11 +20,14 @@ class MixMAEDataPreprocessor(SelfSupDataPreprocessor):
     before the 4 x 4 patch embedding equals the official token mixing after
     it, because every patch lies inside one block.
 
-    The mask stays on the host even when the images are on a GPU: the
-    encoder plans its per-stage token layouts from it without waiting for
-    the device (see :meth:`MixMAESwin.plan_layouts
-    <mixmae_mm.models.backbones.MixMAESwin.plan_layouts>`); mixing uses a
-    device copy.
+    The mask stays on the host even when the images are on a GPU: in eager
+    CPU runs the encoder plans its per-stage token layouts from it without
+    waiting for a device (see :meth:`MixMAESwin.plan_layouts
+    <mixmae_mm.models.backbones.MixMAESwin.plan_layouts>`); compiled or on a
+    GPU it takes the static-shape path, which uses a device copy of the
+    mask, as mixing does. Nothing here reads a value into Python; a
+    compiled ``train_step`` still runs this eagerly (see
+    :meth:`MixMAE.train_step <mixmae_mm.models.selfsup.MixMAE.train_step>`).
 
     With an odd batch the middle sample is its own partner (as the official
     ``x.flip(0)``): it is reconstructed from itself. A batch of one cannot

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Token layouts: the order in which a stage keeps its tokens so that every
 block attends without partitioning, padding or masking.
 
@@ -31,13 +31,13 @@ in one non-blocking copy (:func:`layouts_to`). ``MixMAESwin.plan_layouts``
 does this once per batch for all stages of a mix mask; layouts without
 groups depend on shapes only and are cached (:func:`plain_layout`).
 """
-import functools
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from ...utils.torch_compat import untraced
+from ..utils.shape_cache import ShapeCache
 
 
 class Segment(NamedTuple):
@@ -255,22 +255,17 @@ def layouts_to(layouts: Sequence[HostLayout], device) -> List[TokenLayout]:
     return out
 
 
-@functools.lru_cache(maxsize=64)
-def _plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
-                  table_window: Tuple[int, int],
-                  device: torch.device) -> TokenLayout:
-    # normal tensors even under inference_mode, so that a later training
-    # forward may save them for backward; constants of a trace
-    with torch.inference_mode(False), untraced():
-        return layouts_to([plan_token_layout(hw, window, table_window)],
-                          device)[0]
+#: Plain layouts of every model in the process, the most recently used up
+#: to a byte budget (one per map size: detection sees hundreds of sizes).
+_PLAIN_LAYOUTS = ShapeCache(16 * 2**20, name='plain_layout')
 
 
 def plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
                  table_window: Tuple[int, int], device) -> TokenLayout:
     """The layout of plain window attention (no groups), cached per map
-    size, window, table window and device (the 64 most recent): after the
-    first call for a shape it costs neither host work nor a copy.
+    size, window, table window and device (the most recent ones, up to the
+    byte budget of ``_PLAIN_LAYOUTS``): after the first call for a shape it
+    costs neither host work nor a copy.
 
     Args:
         hw (tuple[int, int]): Map size (H, W).
@@ -282,9 +277,16 @@ def plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
         TokenLayout: Shared between callers; not to be modified.
     """
     # ints: under tracing, map sizes are 0-dim tensors (keys by identity)
-    return _plain_layout(
-        tuple(map(int, hw)), tuple(map(int, window)),
-        tuple(map(int, table_window)), torch.device(device))
+    key = (tuple(map(int, hw)), tuple(map(int, window)),
+           tuple(map(int, table_window)), torch.device(device))
+    layout = _PLAIN_LAYOUTS.get(key)
+    if layout is None:
+        # normal tensors even under inference_mode, so that a later training
+        # forward may save them for backward; constants of a trace
+        with torch.inference_mode(False), untraced():
+            layout = layouts_to([plan_token_layout(*key[:3])], key[3])[0]
+        _PLAIN_LAYOUTS.put(key, layout)
+    return layout
 
 
 __all__ = [

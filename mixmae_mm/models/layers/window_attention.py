@@ -1,14 +1,15 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Window multi-head self-attention with a relative position bias, run on
 the cells of a token layout; the one attention of pretraining (masked),
 classification and dense use."""
-from typing import Tuple
+from typing import Tuple, Union
 
 import torch
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
 
 from .cell_attention import cell_attention
+from .dense_windows import DenseWindows
 from .token_layout import Segment, TokenLayout
 
 
@@ -64,17 +65,37 @@ class WindowAttention(nn.Module):
                                     float('-inf'))  # (M, K, nH, n, n)
         return bias
 
-    def forward(self, x: Tensor, layout: TokenLayout) -> Tensor:
+    def _dense_bias(self, layout: DenseWindows) -> Tensor:
+        """Logit bias of dense windows, (1, nH, N, N), or with image
+        groups or padding (M, nW, nH, N, N) with -inf where not allowed."""
+        index = layout.rel_index  # (N, N)
+        bias = self.relative_position_bias_table.t().index_select(
+            1, index.flatten()).view(1, -1, *index.shape)  # (1, nH, N, N)
+        if layout.allowed is not None:
+            # -inf is safe in every dtype: the diagonal is never masked
+            bias = bias.masked_fill(~layout.allowed[:, :, None],
+                                    float('-inf'))  # (M, nW, nH, N, N)
+        return bias
+
+    def forward(self, x: Tensor, layout: Union[TokenLayout,
+                                               DenseWindows]) -> Tensor:
         """
         Args:
             x (Tensor): Tokens in layout order, shape (B, L, C).
-            layout (TokenLayout): The stage's cells, grouped into segments
-                of equal-sized cells.
+            layout (TokenLayout | DenseWindows): The stage's cells, grouped
+                into segments of equal-sized cells; or its dense windows
+                (static shapes, L = nW*N, padding included).
 
         Returns:
             Tensor: Shape (B, L, C), same order.
         """
         qkv = self.qkv(x)  # (B, L, 3C)
+        if isinstance(layout, DenseWindows):
+            n = layout.window[0] * layout.window[1]
+            x = cell_attention(qkv, self._dense_bias(layout).to(qkv.dtype),
+                               layout.num_windows, n, self.num_heads,
+                               self.scale)  # (B, nW*N, C)
+            return self.proj(x)
         segments = layout.segments
         parts = (qkv, )
         if len(segments) > 1:

@@ -1,4 +1,4 @@
-# Copyright (c) OpenMMLab. All rights reserved.
+# Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """The light MixMAE decoder: mask tokens exist only here."""
 from typing import Optional, Tuple
 
@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..layers.pos_embed import sincos_pos_embed_2d
 from ..layers.transformer import Block
+from ..utils.shape_cache import ShapeCache
 
 
 @MODELS.register_module()
@@ -64,7 +65,8 @@ class MixMAEPretrainDecoder(BaseModule):
         ])
         self.decoder_norm = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.decoder_pred = nn.Linear(embed_dims, patch_size**2 * img_channels)
-        self._pos_cache = {}
+        # one table per grid: bounded, whatever sizes pretraining uses
+        self._pos_cache = ShapeCache(name='MixMAEPretrainDecoder.pos_embed')
 
     def init_weights(self) -> None:
         """Official init: xavier Linear, unit LayerNorm, mask token
@@ -83,12 +85,16 @@ class MixMAEPretrainDecoder(BaseModule):
         trunc_normal_(self.mask_token, std=.02)
 
     def pos_embed(self, grid: Tuple[int, int], x: Tensor) -> Tensor:
-        """Fixed sin-cos table (1, L, D) for the stride-32 grid (cached)."""
-        key = (tuple(grid), x.device, x.dtype)
-        if key not in self._pos_cache:
-            self._pos_cache[key] = sincos_pos_embed_2d(
-                self.embed_dims, grid, x.device, x.dtype)
-        return self._pos_cache[key]
+        """Fixed sin-cos table (1, L, D) for the stride-32 grid (the recent
+        ones are kept up to the cache's byte budget)."""
+        grid = tuple(map(int, grid))  # under tracing, sizes are tensors
+        key = (grid, x.device, x.dtype)
+        table = self._pos_cache.get(key)
+        if table is None:
+            table = self._pos_cache.put(
+                key, sincos_pos_embed_2d(self.embed_dims, grid, x.device,
+                                         x.dtype))
+        return table
 
     def forward(self, latent: Tensor, mix_mask: Tensor) -> Tensor:
         """

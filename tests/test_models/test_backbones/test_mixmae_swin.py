@@ -49,7 +49,7 @@ def test_base_params_match_mmpretrain():
 
 
 @pytest.mark.parametrize('size', [(64, 64), (50, 70), (96, 33)])
-def test_dense_shapes(tiny_backbone_cfg, size):
+def test_dense_shapes(tiny_backbone_cfg, size, attention_path):
     model = _build(tiny_backbone_cfg, out_indices=(0, 1, 2, 3))
     outs = model(torch.randn(2, 3, *size))
     assert len(outs) == 4
@@ -88,7 +88,7 @@ def _leak_check(model, mask, b=4, size=(64, 64)):
     return own, partner
 
 
-def test_no_leakage_between_mixed_images(tiny_backbone_cfg):
+def test_no_leakage_between_mixed_images(tiny_backbone_cfg, attention_path):
     model = _build(tiny_backbone_cfg, out_indices=(0, 1, 2, 3))
     mask = sample_mix_mask(4, (2, 2), 0.5)
     model.masked = True
@@ -101,7 +101,7 @@ def test_no_leakage_between_mixed_images(tiny_backbone_cfg):
     assert own[-1] > 1e-3
 
 
-def test_no_leakage_with_padding_and_per_pair_masks(tiny_backbone_cfg):
+def test_no_leakage_with_padding_and_per_pair_masks(tiny_backbone_cfg, attention_path):
     # 96 px: stage-1 grid 24 is not a multiple of the window 16 -> padding
     model = _build(
         tiny_backbone_cfg, out_indices=(0, 1, 2, 3),
@@ -112,7 +112,7 @@ def test_no_leakage_with_padding_and_per_pair_masks(tiny_backbone_cfg):
     assert max(own) < 1e-5 and min(partner) > 1e-3
 
 
-def test_shared_mask_equals_repeated_per_sample_mask(tiny_backbone_cfg):
+def test_shared_mask_equals_repeated_per_sample_mask(tiny_backbone_cfg, attention_path):
     model = _build(tiny_backbone_cfg)
     x = torch.randn(4, 3, 64, 64)
     mask = sample_mix_mask(4, (2, 2), 0.5)
@@ -134,7 +134,7 @@ def test_mask_input_errors(tiny_backbone_cfg):
         model(torch.randn(4, 3, 64, 64), torch.zeros(3, 2, 2, dtype=bool))
 
 
-def test_window_is_clamped_to_small_maps(tiny_backbone_cfg):
+def test_window_is_clamped_to_small_maps(tiny_backbone_cfg, attention_path):
     """Windows larger than the map attend globally: same output as a model
     whose windows equal the map (the table's central part is used)."""
     big = _build(tiny_backbone_cfg, window_size=(16, 8, 8, 8))
@@ -155,7 +155,7 @@ def test_window_is_clamped_to_small_maps(tiny_backbone_cfg):
         torch.testing.assert_close(big(x)[0], exact(x)[0])
 
 
-def test_fine_mask_ablation_leaks_through_patch_merging(tiny_backbone_cfg):
+def test_fine_mask_ablation_leaks_through_patch_merging(tiny_backbone_cfg, attention_path):
     """A mask on the stride-4 patch grid (the ablation): stage 1 still keeps
     the two images apart, but patch merging blends them, so later stages
     see the partner; the stride-32 mask of the method never leaks."""

@@ -25,7 +25,7 @@ def _build(cfg, **kwargs):
                                                   ((50, 70), False, False),
                                                   ((64, 64), False, False)])
 def test_stages_equal_padded_window_oracle(tiny_backbone_cfg, size,
-                                           per_pair, masked):
+                                           per_pair, masked, attention_path):
     # windows 6/4/4/2: stage grids 16/8/4/2 (or 24/...) are not multiples of
     # 6, so cut border windows are exercised
     model = _build(tiny_backbone_cfg, window_size=(6, 4, 4, 2))
@@ -41,7 +41,9 @@ def test_stages_equal_padded_window_oracle(tiny_backbone_cfg, size,
                                     (0, (-size[1]) % 32, 0, (-size[0]) % 32))
     tokens = model.patch_embed(x)
     tokens = tokens + model.pos_embed(tokens.shape[1:3], tokens)
-    layouts = [None] * 4 if mask is None else model.plan_layouts(mask, size)
+    plan = model.plan_layouts if attention_path == 'cells' else \
+        model.dense_layouts
+    layouts = [None] * 4 if mask is None else plan(mask, size)
     for i, stage in enumerate(model.layers):
         groups = None
         if mask is not None:
@@ -56,7 +58,7 @@ def test_stages_equal_padded_window_oracle(tiny_backbone_cfg, size,
 @pytest.mark.parametrize('with_cp,stages', [
     (True, [0, 1, 2, 3]), ([0, 1], [0, 1]), ([-1], [3])])
 def test_with_cp_gives_the_same_gradients(tiny_backbone_cfg, with_cp,
-                                          stages):
+                                          stages, attention_path):
     x = torch.randn(4, 3, 64, 64)
     mask = sample_mix_mask(4, (2, 2), 0.5)
     grads = []
@@ -73,7 +75,7 @@ def test_with_cp_gives_the_same_gradients(tiny_backbone_cfg, with_cp,
         _build(tiny_backbone_cfg, with_cp=[4])
 
 
-def test_bf16_autocast_loss_close_to_fp32(tiny_mixmae_cfg):
+def test_bf16_autocast_loss_close_to_fp32(tiny_mixmae_cfg, attention_path):
     model = MODELS.build(tiny_mixmae_cfg)
     model.init_weights()
     imgs = torch.randn(4, 3, 64, 64)

@@ -1,5 +1,6 @@
 """No host-device synchronisation in a training step outside the one
-per-batch planner (``MixMAESwin.plan_layouts``), and none at all in a plain
+per-batch planner (``MixMAESwin.plan_layouts``) of the eager CPU path, none
+at all on the static-shape path (compiled or on a GPU), and none in a plain
 forward once its layouts are cached.
 
 On a GPU every call that reads a device value into Python (``.item()``,
@@ -24,6 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 import mixmae_mm
 from mixmae_mm.models.backbones.mixmae_swin import MixMAESwin
+from mixmae_mm.models.layers.dense_windows import force_attention_path
 
 PKG_DIR = os.path.realpath(os.path.dirname(mixmae_mm.__file__)) + os.sep
 #: Calls that read a tensor's values into Python (or to the host).
@@ -216,6 +218,30 @@ def test_training_step_syncs_only_in_the_planner(tiny_mixmae_cfg, change):
     assert counter.calls and all(c.devices <= {'cpu'}
                                  for c in counter.calls), counter.report()
     assert data['inputs'][2].device.type == 'cpu'  # the mask stays there
+
+
+@pytest.mark.parametrize('change', [
+    {},
+    dict(data_preprocessor=dict(per_pair_mask=True, range_mask_ratio=0.2)),
+    dict(data_preprocessor=dict(mix_stride=4)),
+])
+def test_static_training_step_makes_no_sync(tiny_mixmae_cfg, change):
+    """The static-shape path (compiled or on a GPU: dense windows, no
+    planner) makes no sync-type call at all in a training step, the mask
+    drawing and mixing of the preprocessor included."""
+    cfg = copy.deepcopy(tiny_mixmae_cfg)
+    for key, value in change.items():
+        cfg[key].update(value)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    planned = []
+    plan = model.backbone.plan_layouts
+    model.backbone.plan_layouts = lambda *a, **k: planned.append(1) or plan(
+        *a, **k)
+    with force_attention_path('static'), SyncCounter() as counter:
+        _train_step(model, _batch())
+    assert not planned
+    assert not counter.calls, counter.report()
 
 
 def test_planner_reads_only_host_tensors(tiny_backbone_cfg):

@@ -210,7 +210,7 @@ def _mmpretrain_pair(img_size=128, windows=(8, 4, 4, 2)):
     return theirs.eval(), ours.eval(), report
 
 
-def test_equivalence_with_mmpretrain_mixmim():
+def test_equivalence_with_mmpretrain_mixmim(attention_path):
     theirs, ours, report = _mmpretrain_pair()
     assert any('downsample' in k for k in report['converted'])
     imgs = torch.randn(4, 3, 128, 128)

@@ -1,0 +1,214 @@
+"""``torch.compile`` on the training step: the encoders, the decoder and the
+head trace into one graph (``fullgraph=True``: a graph break raises), and
+fresh random mix masks, shared or per pair, never recompile it.
+
+The graphs run with a counting backend that executes them as traced
+(no code generation: that is the benchmark's job); every new graph is a
+compile, so a recompile shows up as a second one. Under compilation the
+Swin encoder takes its static-shape path (dense windows,
+:mod:`mixmae_mm.models.layers.dense_windows`); a positive control forces
+the host-planned cells and shows that they cannot be traced whole.
+"""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmpretrain.registry import MODELS
+
+from mixmae_mm.models.layers.dense_windows import force_attention_path
+from mixmae_mm.models.layers.mixing import mix_images, sample_mix_mask
+
+STEPS = 50
+#: torch 2.1's Dynamo cannot trace the shape caches' dict lookup with tuple
+#: keys (``ShapeCache.get``: a graph break, so no ``fullgraph`` there); the
+#: tests then check only that no step after the first compiles again,
+#: with static shapes (its automatic dynamic shapes fail on the helpers
+#: that the breaks leave as frames of their own, called once per stage).
+FULLGRAPH = hasattr(torch.compiler, 'is_compiling')  # torch >= 2.3
+OPTIONS = dict(fullgraph=True) if FULLGRAPH else dict(dynamic=False)
+
+PVT_ARCH = dict(
+    embed_dims=8,
+    num_layers=[1, 2, 1, 1],
+    num_heads=[1, 2, 3, 4],
+    mlp_ratios=[2, 4, 2, 3])
+
+
+class GraphCounter:
+    """A ``torch.compile`` backend that runs each traced graph as it is and
+    counts the graphs (one per compile or recompile)."""
+
+    def __init__(self):
+        self.graphs = 0
+
+    def __call__(self, gm, example_inputs):
+        self.graphs += 1
+        return gm.forward
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    """Compiled code is cached per Python function: each test starts and
+    leaves with none."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _mixmae(cfg, encoder):
+    cfg = copy.deepcopy(cfg)
+    if encoder == 'pvtv2':
+        cfg['backbone'] = dict(
+            type='MixMAEPVTv2', arch=dict(PVT_ARCH), out_indices=(3, ))
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model.train()
+
+
+def _batch(b=4, size=(64, 64), per_pair=False):
+    imgs = torch.randn(b, 3, *size)
+    mask = sample_mix_mask(
+        b, (size[0] // 32, size[1] // 32), 0.5,
+        per_pair=per_pair)  # drawn on the host
+    return imgs, mix_images(imgs, mask), mask
+
+
+@pytest.mark.parametrize('per_pair', [False, True], ids=['shared', 'pair'])
+@pytest.mark.parametrize('encoder', ['swin', 'pvtv2'])
+def test_loss_path_compiles_once_for_all_masks(tiny_mixmae_cfg, encoder,
+                                               per_pair):
+    model = _mixmae(tiny_mixmae_cfg, encoder)
+    counter = GraphCounter()
+
+    def loss_fn(imgs, mixed, mask):
+        return model.loss([imgs, mixed, mask], None)['loss']
+
+    # eager first (the cells path): the reference, and the shape caches
+    # filled as an eager call would fill them in a run
+    first = _batch(per_pair=per_pair)
+    ref = loss_fn(*first)
+    compiled = torch.compile(loss_fn, backend=counter, **OPTIONS)
+    for step in range(STEPS + 1):
+        batch = first if step == 0 else _batch(per_pair=per_pair)
+        loss = compiled(*batch)
+        loss.backward()
+        if step == 0:  # the graph computes what eager code computes
+            torch.testing.assert_close(loss, ref)
+            graphs = counter.graphs
+            assert graphs == 1 or not FULLGRAPH
+    # one graph for every mask: no recompile after the first step
+    assert counter.graphs == graphs
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_cells_cannot_be_traced_whole(tiny_mixmae_cfg):
+    """Positive control: the host-planned cells (value-dependent shapes,
+    ``nonzero``/``tolist`` in the planner) break the graph, which
+    ``fullgraph=True`` turns into an error."""
+    model = _mixmae(tiny_mixmae_cfg, 'swin')
+
+    def loss_fn(imgs, mixed, mask):
+        return model.loss([imgs, mixed, mask], None)['loss']
+
+    loss_fn(*_batch())  # caches filled: the planner is what breaks
+    if not FULLGRAPH:
+        pytest.skip('torch 2.1 breaks the graph at the shape caches too')
+    compiled = torch.compile(loss_fn, backend=GraphCounter(), fullgraph=True)
+    with force_attention_path('cells'):
+        with pytest.raises(
+                Exception,
+                match='(?i)unsupported|data.depend|'
+                'graph break|dynamic'):
+            compiled(*_batch())
+
+
+@pytest.mark.parametrize('size', [(64, 64), (70, 50)], ids=str)
+def test_classifier_compiles_once(tiny_backbone_cfg, size):
+    """The plain encoder of classification fine-tuning (no mask; 70 x 50
+    pads every stage map): one graph for 50 steps of fresh data."""
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=tiny_backbone_cfg,
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=5, in_channels=256)))
+    model.init_weights()
+    counter = GraphCounter()
+
+    def loss_fn(x, y):
+        return F.cross_entropy(model(x, mode='tensor'), y)
+
+    first = torch.randn(2, 3, *size), torch.randint(0, 5, (2, ))
+    ref = loss_fn(*first)  # eager (cells), caches filled
+    compiled = torch.compile(loss_fn, backend=counter, **OPTIONS)
+    for step in range(STEPS + 1):
+        x, y = first if step == 0 else (torch.randn(2, 3, *size),
+                                        torch.randint(0, 5, (2, )))
+        loss = compiled(x, y)
+        loss.backward()
+        if step == 0:
+            torch.testing.assert_close(loss, ref)
+            graphs = counter.graphs
+            assert graphs == 1 or not FULLGRAPH
+    assert counter.graphs == graphs
+
+
+@pytest.mark.slow
+def test_runner_compiles_the_demo_config_once(tmp_path):
+    """mmengine's ``compile`` switch on the tiny demo pretraining config:
+    the Runner's compiled ``train_step`` (``MixMAE.train_step``: the loss
+    compiled, the data preprocessor and the update eager) makes its graphs
+    in the first iteration and none afterwards, whatever the data samples'
+    metadata and the masks."""
+    from demo_data import make_imagenet_folder
+    from mmengine.config import Config
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+    from torch._dynamo.utils import counters
+
+    root = Path(__file__).resolve().parents[2]
+    data = tmp_path / 'imagenet'
+    make_imagenet_folder(str(data), num_train=6, num_val=1, size=128)
+    cfg = Config.fromfile(
+        str(root /
+            'configs/mixmae/mixmae_swin-tiny-w8_1xb16-coslr-30e_demo.py'))
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.data_root':
+        str(data),
+        'train_dataloader.batch_size':
+        4,
+        'train_dataloader.num_workers':
+        0,
+        'train_dataloader.persistent_workers':
+        False,
+        'train_cfg':
+        dict(type='IterBasedTrainLoop', max_iters=6, _delete_=True),
+        'param_scheduler': [],
+        'custom_hooks': [],
+        'default_hooks.checkpoint':
+        dict(type='CheckpointHook', interval=100),
+        # torch 2.1: static shapes (see OPTIONS)
+        'compile':
+        dict(backend='eager', **({} if FULLGRAPH else dict(dynamic=False))),
+    })
+    cfg.work_dir = str(tmp_path / 'work')
+
+    class GraphLog(Hook):
+        graphs = []
+
+        def after_train_iter(self,
+                             runner,
+                             batch_idx,
+                             data_batch=None,
+                             outputs=None):
+            self.graphs.append(counters['stats']['unique_graphs'])
+
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(GraphLog())
+    runner.train()
+    graphs = GraphLog.graphs
+    assert len(graphs) == 6 and graphs[0] > 0
+    assert graphs[1:] == [graphs[0]] * 5, graphs
