@@ -34,6 +34,14 @@ PVT_ARCH = dict(
     num_layers=[1, 2, 1, 1],
     num_heads=[1, 2, 3, 4],
     mlp_ratios=[2, 4, 2, 3])
+#: A tiny Twins-SVT (LSA in blocks 0, GSA in blocks 1; windows 7 straddle
+#: the 32-px squares at 64 px).
+TWINS_ARCH = dict(
+    embed_dims=[8, 16, 24, 32],
+    num_heads=[1, 2, 3, 4],
+    mlp_ratios=[2, 4, 2, 3],
+    depths=[2, 2, 1, 2],
+    window_sizes=[7, 7, 7, 7])
 
 
 class GraphCounter:
@@ -62,6 +70,9 @@ def _mixmae(cfg, encoder):
     if encoder == 'pvtv2':
         cfg['backbone'] = dict(
             type='MixMAEPVTv2', arch=dict(PVT_ARCH), out_indices=(3, ))
+    if encoder == 'twins':
+        cfg['backbone'] = dict(
+            type='MixMAETwins', arch=dict(TWINS_ARCH), out_indices=(3, ))
     model = MODELS.build(cfg)
     model.init_weights()
     return model.train()
@@ -76,7 +87,7 @@ def _batch(b=4, size=(64, 64), per_pair=False):
 
 
 @pytest.mark.parametrize('per_pair', [False, True], ids=['shared', 'pair'])
-@pytest.mark.parametrize('encoder', ['swin', 'pvtv2'])
+@pytest.mark.parametrize('encoder', ['swin', 'pvtv2', 'twins'])
 def test_loss_path_compiles_once_for_all_masks(tiny_mixmae_cfg, encoder,
                                                per_pair):
     model = _mixmae(tiny_mixmae_cfg, encoder)

@@ -31,6 +31,14 @@ PVT_ARCH = dict(
     num_layers=[1, 2, 1, 1],
     num_heads=[1, 2, 3, 4],
     mlp_ratios=[2, 4, 2, 3])
+#: A tiny Twins-SVT (LSA in blocks 0, GSA in blocks 1; windows 7 straddle
+#: the 32-px squares at 64 px).
+TWINS_ARCH = dict(
+    embed_dims=[8, 16, 24, 32],
+    num_heads=[1, 2, 3, 4],
+    mlp_ratios=[2, 4, 2, 3],
+    depths=[2, 2, 1, 2],
+    window_sizes=[7, 7, 7, 7])
 
 
 def _fake_cuda_supported() -> bool:
@@ -55,6 +63,9 @@ def _model(cfg, family):
     if family == 'pvtv2':
         cfg['backbone'] = dict(
             type='MixMAEPVTv2', arch=dict(PVT_ARCH), out_indices=(3, ))
+    if family == 'twins':
+        cfg['backbone'] = dict(
+            type='MixMAETwins', arch=dict(TWINS_ARCH), out_indices=(3, ))
     if family == 'classifier':
         cfg = dict(
             type='ImageClassifier',
@@ -72,12 +83,13 @@ def _inputs(family, convert):
         from mmpretrain.structures import DataSample
         samples = [DataSample().set_gt_label(i % 5) for i in range(4)]
         return convert(imgs), samples
-    mask = sample_mix_mask(4, (2, 2), 0.5, per_pair=family == 'pvtv2')
+    mask = sample_mix_mask(4, (2, 2), 0.5, per_pair=family in ('pvtv2', 'twins'))
     mixed = mix_images(imgs, mask)
     return [convert(imgs), convert(mixed), mask], None
 
 
-@pytest.mark.parametrize('family', ['swin', 'pvtv2', 'classifier'])
+@pytest.mark.parametrize('family',
+                         ['swin', 'pvtv2', 'twins', 'classifier'])
 def test_loss_on_fake_cuda(tiny_mixmae_cfg, family):
     from torch._subclasses.fake_tensor import FakeTensorMode
     model = _model(tiny_mixmae_cfg, family)
@@ -133,7 +145,8 @@ def test_fake_cuda_catches_a_tensor_left_on_the_cpu(tiny_mixmae_cfg):
             functional_call(model, state, (inputs, None), dict(mode='loss'))
 
 
-@pytest.mark.parametrize('family', ['swin', 'pvtv2', 'classifier'])
+@pytest.mark.parametrize('family',
+                         ['swin', 'pvtv2', 'twins', 'classifier'])
 def test_training_step_on_meta(tiny_mixmae_cfg, family):
     """Backward and optimizer step on the meta device (values-free like a
     fake CUDA tensor; the same path as on a GPU)."""
