@@ -8,9 +8,12 @@ stages, sets ``num_features``, ``out_strides``, ``depths`` and
 """
 from typing import List, Optional, Sequence, Tuple
 
+import math
+
 import torch
-from mmengine.model import BaseModule
-from torch import Tensor
+from mmengine.model import (BaseModule, constant_init, normal_init,
+                            trunc_normal_init)
+from torch import Tensor, nn
 
 from ..layers.mixing import check_divisible, resample_mask
 from ..utils.pretrained import load_pretrained_encoder
@@ -19,6 +22,21 @@ from ..utils.pretrained import load_pretrained_encoder
 def is_pretrained(init_cfg) -> bool:
     """Whether ``init_cfg`` asks for a checkpoint load (``Pretrained``)."""
     return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
+
+
+def pvt_init(module: nn.Module) -> None:
+    """The random init of mmdet's PVTv2 and mmseg's Twins: truncated-normal
+    Linear (std .02), unit LayerNorm, He-normal convolutions by fan-out,
+    zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            trunc_normal_init(m, std=.02, bias=0.)
+        elif isinstance(m, nn.LayerNorm):
+            constant_init(m, 1.0, bias=0.)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * \
+                m.out_channels // m.groups
+            normal_init(m, 0, math.sqrt(2.0 / fan_out), bias=0.)
 
 
 class MixMAEEncoder(BaseModule):
@@ -130,4 +148,4 @@ class MixMAEEncoder(BaseModule):
         return resample_mask(mask, self.mix_grid, stride)
 
 
-__all__ = ['MixMAEEncoder', 'is_pretrained']
+__all__ = ['MixMAEEncoder', 'is_pretrained', 'pvt_init']

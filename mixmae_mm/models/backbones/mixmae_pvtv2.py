@@ -21,14 +21,13 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from mmcv.cnn.bricks.drop import DropPath
-from mmengine.model import constant_init, normal_init, trunc_normal_init
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 from ..layers.per_image import (SpatialReductionAttention, group_conv,
                                 nchw_to_nlc, nlc_to_nchw,
                                 same_image_key_mask)
-from .base_encoder import MixMAEEncoder
+from .base_encoder import MixMAEEncoder, pvt_init
 
 #: LayerNorm eps of every norm, as mmdet's PVTv2 (``norm_cfg`` eps 1e-6).
 EPS = 1e-6
@@ -213,18 +212,9 @@ class MixMAEPVTv2(MixMAEEncoder):
         return settings
 
     def init_random(self) -> None:
-        """mmdet's init: truncated-normal Linear, unit LayerNorm, He-normal
-        convolutions by fan-out (``init_weights`` then loads
-        ``Pretrained``)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_init(m, std=.02, bias=0.)
-            elif isinstance(m, nn.LayerNorm):
-                constant_init(m, 1.0)
-            elif isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * \
-                    m.out_channels // m.groups
-                normal_init(m, 0, math.sqrt(2.0 / fan_out))
+        """mmdet's init (:func:`pvt_init`); ``init_weights`` then loads
+        ``Pretrained``."""
+        pvt_init(self)
 
     def layer_id(self, name: str) -> Optional[int]:
         """Layer ids (:meth:`MixMAEEncoder.get_layer_depth`): the patch

@@ -31,14 +31,14 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
-from mmengine.model import constant_init, normal_init, trunc_normal_init
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
+from ..layers.dense_windows import window_partition, window_reverse
 from ..layers.per_image import (SpatialReductionAttention, group_conv,
                                 nchw_to_nlc, nlc_to_nchw,
                                 same_image_key_mask)
-from .base_encoder import MixMAEEncoder
+from .base_encoder import MixMAEEncoder, pvt_init
 
 #: LayerNorm eps of every norm, as mmseg's Twins (``dict(type='LN')``).
 EPS = 1e-5
@@ -58,12 +58,9 @@ class StageGroups(NamedTuple):
 
 
 def to_windows(x: Tensor, ws: int) -> Tensor:
-    """(B, Hp, Wp, ...) -> (B, nW, ws*ws, ...), windows in row-major
-    order (Hp, Wp multiples of ``ws``)."""
-    b, hp, wp = x.shape[:3]
-    rest = x.shape[3:]
-    x = x.reshape(b, hp // ws, ws, wp // ws, ws, *rest).transpose(2, 3)
-    return x.reshape(b, (hp // ws) * (wp // ws), ws * ws, *rest)
+    """Per-token values (B, Hp, Wp) -> (B, nW, ws*ws), windows in the
+    order of :func:`window_partition` (Hp, Wp multiples of ``ws``)."""
+    return window_partition(x[..., None], (ws, ws))[..., 0]
 
 
 def lsa_padding_mask(hw: Tuple[int, int], ws: int,
@@ -145,7 +142,7 @@ class LocallyGroupedSelfAttention(nn.Module):
         (h, w), ws, nh = hw, self.window_size, self.num_heads
         x = F.pad(x.view(b, h, w, c), (0, 0, 0, (-w) % ws, 0, (-h) % ws))
         hp, wp = x.shape[1:3]
-        x = to_windows(x, ws)  # (B, nW, T, C)
+        x = window_partition(x, (ws, ws))  # (B, nW, T, C)
         nw, t = x.shape[1:3]
         q, k, v = self.qkv(x).view(b * nw, t, 3, nh, c // nh).permute(
             2, 0, 3, 1, 4)  # (B*nW, nH, T, Dh) each
@@ -155,8 +152,8 @@ class LocallyGroupedSelfAttention(nn.Module):
         if mask is not None:  # -> (B*nW, 1, T, T)
             mask = mask.expand(b, -1, -1, -1, -1).reshape(b * nw, 1, t, t)
         out = F.scaled_dot_product_attention(q, k, v, mask)
-        out = out.transpose(1, 2).reshape(b, hp // ws, wp // ws, ws, ws, c)
-        out = out.transpose(2, 3).reshape(b, hp, wp, c)[:, :h, :w]
+        out = out.transpose(1, 2).reshape(b, nw, t, c)
+        out = window_reverse(out, (ws, ws), (hp, wp))[:, :h, :w]
         return self.proj(out.reshape(b, h * w, c))
 
 
@@ -334,18 +331,9 @@ class MixMAETwins(MixMAEEncoder):
         return arch
 
     def init_random(self) -> None:
-        """mmseg's init: truncated-normal Linear, unit LayerNorm, He-normal
-        convolutions by fan-out (``init_weights`` then loads
-        ``Pretrained``)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_init(m, std=.02, bias=0.)
-            elif isinstance(m, nn.LayerNorm):
-                constant_init(m, 1.0, bias=0.)
-            elif isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * \
-                    m.out_channels // m.groups
-                normal_init(m, 0, math.sqrt(2.0 / fan_out), bias=0)
+        """mmseg's init (:func:`pvt_init`); ``init_weights`` then loads
+        ``Pretrained``."""
+        pvt_init(self)
 
     def layer_id(self, name: str) -> Optional[int]:
         """Layer ids (:meth:`MixMAEEncoder.get_layer_depth`): the patch
