@@ -22,7 +22,6 @@ Example:
     # model.backbone.init_cfg = dict(checkpoint='checkpoints/mixmae_...')
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -38,7 +37,7 @@ for _path in (HERE, osp.dirname(osp.dirname(HERE))):
 from checkpoint_io import (ConversionError, UnknownKeysError,  # noqa: E402
                            UnsafeCheckpointFileError, format_report,
                            load_checkpoint_file)
-from publish_model import sha256_of  # noqa: E402
+from publish_model import save_weights  # noqa: E402
 
 from mixmae_mm.models.utils.ckpt_convert import new_report  # noqa: E402
 from mixmae_mm.models.utils.pvt_convert import pvtv2_to_release  # noqa: E402
@@ -147,19 +146,8 @@ def main(argv=None) -> int:
         return 1
     print('mmdet pvt_convert round trip: ' +
           ('skipped (mmdet not installed)' if diff is None else 'exact'))
-    # a plain dict of own, contiguous tensors: no views of larger storage
-    out = {k: v.detach().clone().contiguous() for k, v in release.items()}
-    stem = args.out_file[:-4] if args.out_file.endswith('.pth') \
-        else args.out_file
-    os.makedirs(osp.dirname(osp.abspath(stem)), exist_ok=True)
-    tmp = f'{stem}.tmp.pth'
-    torch.save(out, tmp)
-    # self-check: mmdet reads it with torch.load's default, weights_only
-    torch.load(tmp, map_location='cpu', weights_only=True)
-    final = args.out_file if args.no_sha_suffix else \
-        f'{stem}-{sha256_of(tmp)[:8]}.pth'
-    os.replace(tmp, final)
-    print(f'saved {len(out)} tensors in {RELEASE} format to {final}')
+    final = save_weights(release, args.out_file, not args.no_sha_suffix)
+    print(f'saved {len(release)} tensors in {RELEASE} format to {final}')
     print(f"mmdet: model.backbone.init_cfg = dict(checkpoint='{final}')")
     return 0
 

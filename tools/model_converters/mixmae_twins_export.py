@@ -25,11 +25,8 @@ Example:
         checkpoints/svt-b_mixmae-mmseg.pth --to mmseg
 """
 import argparse
-import os
 import os.path as osp
 import sys
-
-import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
 for _path in (HERE, osp.dirname(osp.dirname(HERE))):
@@ -40,7 +37,7 @@ from checkpoint_io import (ConversionError, UnknownKeysError,  # noqa: E402
                            UnsafeCheckpointFileError, format_report,
                            load_checkpoint_file)
 from mixmae_pvtv2_to_release import split_weights  # noqa: E402
-from publish_model import sha256_of  # noqa: E402
+from publish_model import save_weights  # noqa: E402
 
 from mixmae_mm.models.utils.ckpt_convert import new_report  # noqa: E402
 from mixmae_mm.models.utils.twins_convert import (TARGETS,  # noqa: E402
@@ -83,17 +80,9 @@ def main(argv=None) -> int:
         return 1
     conv['dropped'][:0] = report['dropped']
     print(format_report(conv, not args.quiet))
-    out = {k: v.detach().clone().contiguous() for k, v in exported.items()}
-    stem = args.out_file[:-4] if args.out_file.endswith('.pth') \
-        else args.out_file
-    os.makedirs(osp.dirname(osp.abspath(stem)), exist_ok=True)
-    tmp = f'{stem}.tmp.pth'
-    torch.save(out, tmp)
-    torch.load(tmp, map_location='cpu', weights_only=True)  # self-check
-    final = args.out_file if args.no_sha_suffix else \
-        f'{stem}-{sha256_of(tmp)[:8]}.pth'
-    os.replace(tmp, final)
-    print(f'saved {len(out)} tensors in {args.to} Twins layout to {final}')
+    final = save_weights(exported, args.out_file, not args.no_sha_suffix)
+    print(f'saved {len(exported)} tensors in {args.to} Twins layout to '
+          f'{final}')
     print(f"{args.to}: model.backbone.init_cfg = dict(type='Pretrained', "
           f"checkpoint='{final}')")
     return 0

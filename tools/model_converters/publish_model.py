@@ -72,6 +72,28 @@ def sha256_of(path: str) -> str:
     return sha.hexdigest()
 
 
+def save_weights(weights: dict, out_file: str,
+                 sha_suffix: bool = True) -> str:
+    """Write ``weights`` as a plain dict of own, contiguous tensors (no
+    views of larger storage), check that ``torch.load(weights_only=True)``
+    reads it back (as mmdet's and mmseg's loaders do) and name it
+    ``OUT-<first 8 hex digits of sha256>.pth`` (or ``out_file`` without
+    ``sha_suffix``); the file appears complete or not at all.
+
+    Returns:
+        str: The path written.
+    """
+    out = {k: v.detach().clone().contiguous() for k, v in weights.items()}
+    stem = out_file[:-4] if out_file.endswith('.pth') else out_file
+    os.makedirs(osp.dirname(osp.abspath(stem)), exist_ok=True)
+    tmp = f'{stem}.tmp.pth'
+    torch.save(out, tmp)
+    torch.load(tmp, map_location='cpu', weights_only=True)
+    final = f'{stem}-{sha256_of(tmp)[:8]}.pth' if sha_suffix else out_file
+    os.replace(tmp, final)
+    return final
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
