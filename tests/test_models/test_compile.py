@@ -9,7 +9,6 @@ Swin encoder takes its static-shape path (dense windows,
 :mod:`mixmae_mm.models.layers.dense_windows`); a positive control forces
 the host-planned cells and shows that they cannot be traced whole.
 """
-import copy
 from pathlib import Path
 
 import pytest
@@ -28,21 +27,6 @@ STEPS = 50
 #: that the breaks leave as frames of their own, called once per stage).
 FULLGRAPH = hasattr(torch.compiler, 'is_compiling')  # torch >= 2.3
 OPTIONS = dict(fullgraph=True) if FULLGRAPH else dict(dynamic=False)
-
-PVT_ARCH = dict(
-    embed_dims=8,
-    num_layers=[1, 2, 1, 1],
-    num_heads=[1, 2, 3, 4],
-    mlp_ratios=[2, 4, 2, 3])
-#: A tiny Twins-SVT (LSA in blocks 0, GSA in blocks 1; windows 7 straddle
-#: the 32-px squares at 64 px).
-TWINS_ARCH = dict(
-    embed_dims=[8, 16, 24, 32],
-    num_heads=[1, 2, 3, 4],
-    mlp_ratios=[2, 4, 2, 3],
-    depths=[2, 2, 1, 2],
-    window_sizes=[7, 7, 7, 7])
-
 
 class GraphCounter:
     """A ``torch.compile`` backend that runs each traced graph as it is and
@@ -65,14 +49,7 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-def _mixmae(cfg, encoder):
-    cfg = copy.deepcopy(cfg)
-    if encoder == 'pvtv2':
-        cfg['backbone'] = dict(
-            type='MixMAEPVTv2', arch=dict(PVT_ARCH), out_indices=(3, ))
-    if encoder == 'twins':
-        cfg['backbone'] = dict(
-            type='MixMAETwins', arch=dict(TWINS_ARCH), out_indices=(3, ))
+def _mixmae(cfg):
     model = MODELS.build(cfg)
     model.init_weights()
     return model.train()
@@ -88,9 +65,9 @@ def _batch(b=4, size=(64, 64), per_pair=False):
 
 @pytest.mark.parametrize('per_pair', [False, True], ids=['shared', 'pair'])
 @pytest.mark.parametrize('encoder', ['swin', 'pvtv2', 'twins'])
-def test_loss_path_compiles_once_for_all_masks(tiny_mixmae_cfg, encoder,
+def test_loss_path_compiles_once_for_all_masks(family_mixmae_cfg, encoder,
                                                per_pair):
-    model = _mixmae(tiny_mixmae_cfg, encoder)
+    model = _mixmae(family_mixmae_cfg(encoder))
     counter = GraphCounter()
 
     def loss_fn(imgs, mixed, mask):
@@ -119,7 +96,7 @@ def test_cells_cannot_be_traced_whole(tiny_mixmae_cfg):
     """Positive control: the host-planned cells (value-dependent shapes,
     ``nonzero``/``tolist`` in the planner) break the graph, which
     ``fullgraph=True`` turns into an error."""
-    model = _mixmae(tiny_mixmae_cfg, 'swin')
+    model = _mixmae(tiny_mixmae_cfg)
 
     def loss_fn(imgs, mixed, mask):
         return model.loss([imgs, mixed, mask], None)['loss']

@@ -26,21 +26,6 @@ from torch.func import functional_call
 from mixmae_mm.models.layers.dense_windows import force_attention_path
 from mixmae_mm.models.layers.mixing import mix_images, sample_mix_mask
 
-PVT_ARCH = dict(
-    embed_dims=8,
-    num_layers=[1, 2, 1, 1],
-    num_heads=[1, 2, 3, 4],
-    mlp_ratios=[2, 4, 2, 3])
-#: A tiny Twins-SVT (LSA in blocks 0, GSA in blocks 1; windows 7 straddle
-#: the 32-px squares at 64 px).
-TWINS_ARCH = dict(
-    embed_dims=[8, 16, 24, 32],
-    num_heads=[1, 2, 3, 4],
-    mlp_ratios=[2, 4, 2, 3],
-    depths=[2, 2, 1, 2],
-    window_sizes=[7, 7, 7, 7])
-
-
 def _fake_cuda_supported() -> bool:
     """torch 2.1's fake tensors initialise the CUDA driver for a CUDA
     device; newer ones do not."""
@@ -60,12 +45,6 @@ pytestmark = pytest.mark.skipif(
 
 def _model(cfg, family):
     cfg = copy.deepcopy(cfg)
-    if family == 'pvtv2':
-        cfg['backbone'] = dict(
-            type='MixMAEPVTv2', arch=dict(PVT_ARCH), out_indices=(3, ))
-    if family == 'twins':
-        cfg['backbone'] = dict(
-            type='MixMAETwins', arch=dict(TWINS_ARCH), out_indices=(3, ))
     if family == 'classifier':
         cfg = dict(
             type='ImageClassifier',
@@ -90,9 +69,9 @@ def _inputs(family, convert):
 
 @pytest.mark.parametrize('family',
                          ['swin', 'pvtv2', 'twins', 'classifier'])
-def test_loss_on_fake_cuda(tiny_mixmae_cfg, family):
+def test_loss_on_fake_cuda(family_mixmae_cfg, family):
     from torch._subclasses.fake_tensor import FakeTensorMode
-    model = _model(tiny_mixmae_cfg, family)
+    model = _model(family_mixmae_cfg(family), family)
     mode = FakeTensorMode()
     inputs, samples = _inputs(family, lambda t: t)  # real, host
     with mode:
@@ -147,10 +126,10 @@ def test_fake_cuda_catches_a_tensor_left_on_the_cpu(tiny_mixmae_cfg):
 
 @pytest.mark.parametrize('family',
                          ['swin', 'pvtv2', 'twins', 'classifier'])
-def test_training_step_on_meta(tiny_mixmae_cfg, family):
+def test_training_step_on_meta(family_mixmae_cfg, family):
     """Backward and optimizer step on the meta device (values-free like a
     fake CUDA tensor; the same path as on a GPU)."""
-    model = _model(tiny_mixmae_cfg, family).to('meta')
+    model = _model(family_mixmae_cfg(family), family).to('meta')
     optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
     inputs, samples = _inputs(family, lambda t: t.to('meta'))
     if family == 'classifier':
