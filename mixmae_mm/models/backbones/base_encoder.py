@@ -102,22 +102,43 @@ class MixMAEEncoder(BaseModule):
         return sum(self.depths[:stage]) + block + 1
 
     # -- the mix mask --------------------------------------------------------
+    def mask_grids(self) -> Tuple[int, ...]:
+        """Grids (strides in pixels) a mix mask may be given on: the mix
+        grid only (a reduced key or a convolution spans a square); Swin's
+        windows also take the stage grids (the fine-mask ablation)."""
+        return (self.mix_grid, )
+
     def check_mix_mask(self, mix_mask: Tensor, batch_size: int,
-                       size: Tuple[int, int]) -> None:
+                       size: Tuple[int, int]) -> int:
         """Refuse what a masked forward cannot keep apart: image sides not
-        multiples of the mix grid, masks not on that grid, and whatever
-        :meth:`check_masked_arch` refuses (shapes only)."""
+        multiples of the mix grid, masks on none of :meth:`mask_grids`,
+        and whatever :meth:`check_masked_arch` refuses (shapes only,
+        nothing is read from the device).
+
+        Returns:
+            int: The stride of the mask's grid (:attr:`mix_grid` unless
+            the family takes finer masks).
+        """
         h, w = size
         check_divisible((h, w), self.mix_grid, 'Mixed images')
         self.check_masked_arch()
-        grid = (h // self.mix_grid, w // self.mix_grid)
-        if mix_mask.dim() != 3 or tuple(mix_mask.shape[1:]) != grid or \
-                mix_mask.shape[0] not in (1, batch_size):
+        grids = self.mask_grids()
+        found = [s for s in grids if mix_mask.dim() == 3 and
+                 tuple(mix_mask.shape[1:]) == (h // s, w // s)]
+        if found and mix_mask.shape[0] in (1, batch_size):
+            return found[0]
+        if len(grids) == 1:
+            g = (h // grids[0], w // grids[0])
             raise ValueError(
-                f'mix_mask must have shape (1 or {batch_size}, {grid[0]}, '
-                f'{grid[1]}), the stride-{self.mix_grid} grid of {h}x{w} '
-                f'images (a reduced key spans a square: no finer masks), got '
+                f'mix_mask must have shape (1 or {batch_size}, {g[0]}, '
+                f'{g[1]}), the stride-{grids[0]} grid of {h}x{w} images (a '
+                f'reduced key spans a square: no finer masks), got '
                 f'{tuple(mix_mask.shape)}')
+        allowed = ', '.join(f'{(h // s, w // s)} (stride {s})' for s in grids)
+        raise ValueError(
+            f'mix_mask must have shape (1 or {batch_size}, h, w) with (h, w) '
+            f'one of {allowed} for images of size {(h, w)}, got '
+            f'{tuple(mix_mask.shape)}')
 
     def check_masked_arch(self) -> None:
         """Refuse an arch that cannot keep the images apart (raise
@@ -141,11 +162,13 @@ class MixMAEEncoder(BaseModule):
         self.check_mix_mask(mix_mask, x.shape[0], x.shape[-2:])
         return mix_mask.to(x.device, torch.bool, non_blocking=True)
 
-    def groups_at(self, mask: Tensor, stride: int) -> Tensor:
+    def groups_at(self, mask: Tensor, stride: int,
+                  mask_grid: Optional[int] = None) -> Tensor:
         """Image groups (True: partner) on the grid of ``stride`` pixels,
-        bool (M, H/stride, W/stride): shapes depend on the image size
-        only, never on the mask's values."""
-        return resample_mask(mask, self.mix_grid, stride)
+        bool (M, H/stride, W/stride), from a mask on the grid of
+        ``mask_grid`` pixels (default :attr:`mix_grid`): shapes depend on
+        the image size only, never on the mask's values."""
+        return resample_mask(mask, mask_grid or self.mix_grid, stride)
 
 
 __all__ = ['MixMAEEncoder', 'is_pretrained', 'pvt_init']

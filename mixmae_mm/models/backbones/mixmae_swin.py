@@ -19,22 +19,20 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks.drop import DropPath
-from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 from ...utils.torch_compat import untraced
 from ..layers.dense_windows import (DenseWindows, dense_windows,
                                     use_static_shapes)
-from ..layers.mixing import check_divisible, resample_mask
 from ..layers.pos_embed import sincos_pos_embed_2d
 from ..layers.token_layout import (TokenLayout, layouts_to, plain_layout,
                                    plan_token_layout)
 from ..layers.transformer import Mlp
 from ..layers.window_attention import WindowAttention
-from ..utils.pretrained import (filter_encoder_state_dict_,
-                                load_pretrained_encoder)
+from ..utils.pretrained import filter_encoder_state_dict_
 from ..utils.shape_cache import ShapeCache
+from .base_encoder import MixMAEEncoder
 
 
 class PatchEmbed(nn.Module):
@@ -213,7 +211,7 @@ class MixMAEStage(nn.Module):
 
 
 @MODELS.register_module()
-class MixMAESwin(BaseModule):
+class MixMAESwin(MixMAEEncoder):
     """MixMAE encoder: a hierarchical ViT with non-shifted windows.
 
     With a mix mask it runs masked self-attention at every stage (a token
@@ -287,8 +285,6 @@ class MixMAESwin(BaseModule):
         }),
     }
     essential_keys = {'embed_dims', 'depths', 'num_heads'}
-    #: Stride of the mixing grid (the last stage).
-    mix_stride = 32
 
     def __init__(self,
                  arch: Union[str, dict] = 'base',
@@ -316,18 +312,13 @@ class MixMAESwin(BaseModule):
         if len(window_size) != num_stages:
             raise ValueError(f'window_size needs one entry per stage '
                              f'({num_stages}), got {tuple(window_size)}')
-        if patch_size * 2**(num_stages - 1) != self.mix_stride:
+        if patch_size * 2**(num_stages - 1) != self.mix_grid:
             raise ValueError(
                 f'patch_size {patch_size} with {num_stages} stages gives a '
                 f'last-stage stride of {patch_size * 2**(num_stages - 1)}; '
-                f'MixMAE mixes on a stride-{self.mix_stride} grid')
-        out_indices = [i + num_stages if i < 0 else i for i in out_indices]
-        for i in out_indices:
-            if not 0 <= i < num_stages:
-                raise ValueError(f'out_indices {i} out of range for '
-                                 f'{num_stages} stages')
+                f'MixMAE mixes on a stride-{self.mix_grid} grid')
         self.depths = depths
-        self.out_indices = tuple(out_indices)
+        self.out_indices = self.parse_out_indices(out_indices, num_stages)
         self.patch_size = patch_size
         self.window_size = [(w, w) if isinstance(w, int) else tuple(w)
                             for w in window_size]
@@ -386,17 +377,10 @@ class MixMAESwin(BaseModule):
                              f'{arch["num_heads"]} differ in length')
         return dict(arch)
 
-    def init_weights(self) -> None:
-        """Official init (xavier-uniform Linear, unit LayerNorm), or a strict
-        load when ``init_cfg`` is ``Pretrained``."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            self.apply(_init_official)  # for keys the checkpoint lacks
-            load_pretrained_encoder(self, cfg)
-            self._is_init = True
-            return
+    def init_random(self) -> None:
+        """Official init (xavier-uniform Linear, unit LayerNorm);
+        ``init_weights`` then loads ``Pretrained`` strictly."""
         self.apply(_init_official)
-        super().init_weights()
 
     def _prepare_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Load pre-hook: adapts the checkpoint in place with
@@ -424,40 +408,20 @@ class MixMAESwin(BaseModule):
         self._freeze_stages()
         return self
 
-    def get_layer_depth(self, param_name: str,
-                        prefix: str = '') -> Tuple[int, int]:
-        """Layer id for layer-wise lr decay, official MixMIM grouping.
-
-        Stem (``patch_embed``) 0; block j of stage s
-        ``sum(depths[:s]) + j + 1``; the patch merging after stage s grouped
-        with the first block of stage s+1; everything else (output norms,
-        and neck/head parameters outside ``prefix``) ``sum(depths)``, the id
-        of the last block, as the official ``get_layer_id_for_mixmim``.
-
-        Args:
-            param_name (str): Parameter name.
-            prefix (str): Prefix of the backbone's parameters in
-                ``param_name`` (e.g. 'backbone.'). Defaults to ''.
-
-        Returns:
-            tuple[int, int]: ``(layer_id, num_layers)`` with
-            ``num_layers = sum(depths) + 2``; mmpretrain's constructor then
-            scales the lr by ``decay ** (num_layers - layer_id - 1)``, which
-            is the official ``decay ** (sum(depths) + 1 - layer_id)``.
-        """
-        num_layers = sum(self.depths) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 2, num_layers
-        name = param_name[len(prefix):]
+    def layer_id(self, name: str) -> Optional[int]:
+        """Layer ids (:meth:`MixMAEEncoder.get_layer_depth`), official
+        MixMIM grouping (``get_layer_id_for_mixmim``): the stem
+        (``patch_embed``) 0, the patch merging after stage s with the first
+        block of stage s+1, output norms with the last block."""
         if name.startswith(('patch_embed', 'absolute_pos_embed')):
-            return 0, num_layers
-        if name.startswith('layers.'):
-            parts = name.split('.')
-            stage = int(parts[1])
-            if parts[2] == 'downsample':
-                return sum(self.depths[:stage + 1]) + 1, num_layers
-            return sum(self.depths[:stage]) + int(parts[3]) + 1, num_layers
-        return num_layers - 2, num_layers
+            return 0
+        if not name.startswith('layers.'):
+            return None
+        parts = name.split('.')
+        stage = int(parts[1])
+        if parts[2] == 'downsample':
+            return self.block_id(stage + 1, 0)
+        return self.block_id(stage, int(parts[3]))
 
     def pos_embed(self, grid: Tuple[int, int], x: Tensor) -> Tensor:
         """Fixed sin-cos absolute position embedding (1, H, W, C) for the
@@ -506,31 +470,16 @@ class MixMAESwin(BaseModule):
         elif mix_mask is not None:
             layouts = self.plan_layouts(mix_mask, (h, w), x.device, b)
         else:
-            x = F.pad(x, (0, (-w) % self.mix_stride, 0,
-                          (-h) % self.mix_stride))
+            x = F.pad(x, (0, (-w) % self.mix_grid, 0,
+                          (-h) % self.mix_grid))
         x = self.patch_embed(x)  # (B, H/4, W/4, C)
         return self.forward_stages(x, (h, w), layouts)
 
-    def check_mix_mask(self, mix_mask: Tensor, batch_size: int,
-                       size: Tuple[int, int]) -> int:
-        """Check a mix mask against a batch of images of ``size`` (shapes
-        only, nothing is read from the device).
-
-        Returns:
-            int: The stride of the mask's grid (32 normally).
-        """
-        h, w = size
-        check_divisible((h, w), self.mix_stride, 'Mixed images')
-        strides = [s for s in self.out_strides if mix_mask.dim() == 3 and
-                   tuple(mix_mask.shape[1:]) == (h // s, w // s)]
-        if not strides or mix_mask.shape[0] not in (1, batch_size):
-            grids = ', '.join(f'{(h // s, w // s)} (stride {s})'
-                              for s in reversed(self.out_strides))
-            raise ValueError(
-                f'mix_mask must have shape (1 or {batch_size}, h, w) with '
-                f'(h, w) one of {grids} for images of size {(h, w)}, got '
-                f'{tuple(mix_mask.shape)}')
-        return strides[0]
+    def mask_grids(self) -> Tuple[int, ...]:
+        """A mix mask may come on any stage grid, coarsest first: windows
+        are cut per token, so finer masks (the fine-mask ablation) keep the
+        images apart too."""
+        return tuple(reversed(self.out_strides))
 
     def plan_layouts(self,
                      mix_mask: Tensor,
@@ -574,8 +523,8 @@ class MixMAESwin(BaseModule):
         plans = []
         for stage, stride in zip(self.layers, self.out_strides):
             hw = (h // stride, w // stride)
-            image_groups = resample_mask(mask, mask_stride,
-                                         stride).long()  # (M, H, W)
+            image_groups = self.groups_at(mask, stride,
+                                          mask_stride).long()  # (M, H, W)
             plans.append(
                 plan_token_layout(hw, stage.clamped_window(hw),
                                   stage.window_size, image_groups))
@@ -608,7 +557,7 @@ class MixMAESwin(BaseModule):
         layouts = []
         for stage, stride in zip(self.layers, self.out_strides):
             hw = (h // stride, w // stride)
-            groups = resample_mask(mask, mask_stride, stride)  # (M, H, W)
+            groups = self.groups_at(mask, stride, mask_stride)  # (M, H, W)
             layouts.append(
                 dense_windows(hw, stage.clamped_window(hw), stage.window_size,
                               groups))

@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 from ..layers.mixing import check_divisible
+from .base_encoder import is_pretrained
 from .mixmae_swin import MixMAESwin
 
 
@@ -36,8 +37,7 @@ class SimMIMMixMAESwin(MixMAESwin):
         """As :class:`MixMAESwin`; the token is N(0, 0.02) truncated unless
         loaded from a checkpoint."""
         super().init_weights()
-        cfg = self.init_cfg
-        if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
+        if not is_pretrained(self.init_cfg):
             trunc_normal_(self.mask_token, std=.02)
 
     def forward(self,
@@ -57,7 +57,7 @@ class SimMIMMixMAESwin(MixMAESwin):
         if mask is None:
             return super().forward(x)
         b, _, h, w = x.shape
-        check_divisible((h, w), self.mix_stride, 'Masked images')
+        check_divisible((h, w), self.mix_grid, 'Masked images')
         grid = (h // self.patch_size, w // self.patch_size)
         if tuple(mask.shape) != (b, *grid):
             raise ValueError(f'mask must have shape {(b, *grid)} (one value '
