@@ -24,8 +24,8 @@ from mmcv.cnn.bricks.drop import DropPath
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from ..layers.per_image import (SpatialReductionAttention, group_conv,
-                                nchw_to_nlc, nlc_to_nchw,
+from ..layers.per_image import (PatchEmbed, SpatialReductionAttention,
+                                group_conv, nchw_to_nlc, nlc_to_nchw,
                                 same_image_key_mask)
 from .base_encoder import MixMAEEncoder, pvt_init
 
@@ -48,24 +48,6 @@ class StageGroups(NamedTuple):
     embed_in: Optional[Tensor] = None
     tokens: Optional[Tensor] = None
     attn_mask: Optional[Tensor] = None
-
-
-class PatchEmbed(nn.Module):
-    """Overlapping patch embedding: convolution, then LayerNorm."""
-
-    def __init__(self, in_channels: int, embed_dims: int, kernel_size: int,
-                 stride: int) -> None:
-        super().__init__()
-        self.projection = nn.Conv2d(in_channels, embed_dims, kernel_size,
-                                    stride, kernel_size // 2)
-        self.norm = nn.LayerNorm(embed_dims, eps=EPS)
-
-    def forward(self, x: Tensor, groups: StageGroups
-                ) -> Tuple[Tensor, Tuple[int, int]]:
-        """(B, C_in, H_in, W_in) -> tokens (B, L, C) and (H, W)."""
-        x = group_conv(self.projection, x, groups.embed_in, groups.tokens)
-        hw = (x.shape[2], x.shape[3])
-        return self.norm(nchw_to_nlc(x)), hw
 
 
 class MixFFN(nn.Module):
@@ -175,8 +157,9 @@ class MixMAEPVTv2(MixMAEEncoder):
         for i, depth in enumerate(self.depths):
             # built in mmdet's order, so a seed gives mmdet's initial weights
             dims, start = self.num_features[i], sum(self.depths[:i])
-            patch_embed = PatchEmbed(in_channels, dims, self.patch_sizes[i],
-                                     self.strides[i])
+            k = self.patch_sizes[i]
+            patch_embed = PatchEmbed(in_channels, dims, k, self.strides[i],
+                                     k // 2, eps=EPS)
             blocks = nn.ModuleList([
                 PVTEncoderLayer(dims, self.num_heads[i], self.mlp_ratios[i],
                                 self.sr_ratios[i], qkv_bias, dpr[start + j])
@@ -263,7 +246,8 @@ class MixMAEPVTv2(MixMAEEncoder):
         outs = []
         for i, (patch_embed, blocks, norm) in enumerate(self.layers):
             groups = stage_groups[i]
-            x, hw = patch_embed(x, groups)  # (B, L, C_i)
+            x, hw = patch_embed(x, groups.embed_in,
+                                groups.tokens)  # (B, L, C_i)
             for block in blocks:
                 x = block(x, hw, groups)
             x = nlc_to_nchw(norm(x), hw)  # (B, C_i, H_i, W_i)

@@ -35,8 +35,8 @@ from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 from ..layers.dense_windows import window_partition, window_reverse
-from ..layers.per_image import (SpatialReductionAttention, group_conv,
-                                nchw_to_nlc, nlc_to_nchw,
+from ..layers.per_image import (PatchEmbed, SpatialReductionAttention,
+                                group_conv, nchw_to_nlc, nlc_to_nchw,
                                 same_image_key_mask)
 from .base_encoder import MixMAEEncoder, pvt_init
 
@@ -84,27 +84,6 @@ def lsa_padding_mask(hw: Tuple[int, int], ws: int,
     pad[:, :, -pad_r:] = True
     pad = to_windows(pad, ws)  # (1, nW, T)
     return (pad[..., :, None] == pad[..., None, :])[:, :, None]
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping patch embedding (kernel = stride, mmseg's
-    ``padding='corner'``: zeros at the bottom and right up to a multiple of
-    the stride), then LayerNorm."""
-
-    def __init__(self, in_channels: int, embed_dims: int,
-                 stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.projection = nn.Conv2d(in_channels, embed_dims, stride, stride)
-        self.norm = nn.LayerNorm(embed_dims, eps=EPS)
-
-    def forward(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
-        """(B, C_in, H_in, W_in) -> tokens (B, L, C) and (H, W)."""
-        s = self.stride
-        x = F.pad(x, (0, (-x.shape[3]) % s, 0, (-x.shape[2]) % s))
-        x = self.projection(x)
-        hw = (x.shape[2], x.shape[3])
-        return self.norm(nchw_to_nlc(x)), hw
 
 
 class ConditionalPositionEncoding(nn.Module):
@@ -286,7 +265,8 @@ class MixMAETwins(MixMAEEncoder):
         # mmseg's initial weights
         dims = self.num_features
         self.patch_embeds = nn.ModuleList([
-            PatchEmbed(in_channels if i == 0 else dims[i - 1], dims[i], s)
+            PatchEmbed(in_channels if i == 0 else dims[i - 1], dims[i], s,
+                       s, eps=EPS, pad_corner=True)
             for i, s in enumerate(self.strides)
         ])
         self.layers = nn.ModuleList()

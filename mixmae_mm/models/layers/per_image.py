@@ -6,7 +6,9 @@ whose tokens meet outside attention windows (PVTv2, Twins):
 * :func:`same_image_key_mask`: queries see only the reduced keys of their
   image;
 * :class:`SpatialReductionAttention`: attention over ``sr x sr``-reduced keys
-  (PVTv2's and Twins' GSA, one module with mmdet's / mmseg's names).
+  (PVTv2's and Twins' GSA, one module with mmdet's / mmseg's names);
+* :class:`PatchEmbed`: convolution (per image) and LayerNorm, mmcv's names
+  (PVTv2's overlapping and Twins' non-overlapping embeddings).
 
 Shapes: ``B`` batch, ``C`` channels, ``(H, W)`` token grid, ``L = H*W``,
 ``L_k`` reduced keys, ``nH`` heads, ``Dh`` head dim, ``M`` mix masks (1 or
@@ -103,7 +105,53 @@ class SpatialReductionAttention(nn.Module):
         return self.attn.out_proj(out)
 
 
+class PatchEmbed(nn.Module):
+    """Patch embedding with mmcv's names (``projection``, ``norm``): a
+    convolution, then LayerNorm on the tokens.
+
+    PVTv2 overlaps its patches (kernel 7 or 3, padding kernel // 2): under
+    a mix mask each image is convolved on its own (:func:`group_conv`).
+    Twins' are kernel = stride (``pad_corner``: zeros at the bottom and
+    right up to a multiple of the stride, mmseg's ``padding='corner'``),
+    which never cross a 32-px square: no groups needed. (Swin's embedding
+    keeps the official MixMIM names, ``proj``, in its own module.)
+
+    Args:
+        in_channels (int): Input channels.
+        embed_dims (int): Output channels C.
+        kernel_size (int): Convolution kernel.
+        stride (int): Convolution stride.
+        padding (int): Zero padding on every side. Defaults to 0.
+        eps (float): LayerNorm epsilon (mmdet's PVTv2 1e-6, mmseg's Twins
+            1e-5).
+        pad_corner (bool): Pad bottom and right to a multiple of the
+            stride first. Defaults to False.
+    """
+
+    def __init__(self, in_channels: int, embed_dims: int, kernel_size: int,
+                 stride: int, padding: int = 0, eps: float = 1e-5,
+                 pad_corner: bool = False) -> None:
+        super().__init__()
+        self.stride = stride
+        self.pad_corner = pad_corner
+        self.projection = nn.Conv2d(in_channels, embed_dims, kernel_size,
+                                    stride, padding)
+        self.norm = nn.LayerNorm(embed_dims, eps=eps)
+
+    def forward(self, x: Tensor, in_groups: Optional[Tensor] = None,
+                out_groups: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Tuple[int, int]]:
+        """(B, C_in, H_in, W_in) -> tokens (B, L, C) and (H, W); groups as
+        :func:`group_conv` (None: one image)."""
+        if self.pad_corner:
+            s = self.stride
+            x = F.pad(x, (0, (-x.shape[3]) % s, 0, (-x.shape[2]) % s))
+        x = group_conv(self.projection, x, in_groups, out_groups)
+        hw = (x.shape[2], x.shape[3])
+        return self.norm(nchw_to_nlc(x)), hw
+
+
 __all__ = [
     'group_conv', 'same_image_key_mask', 'SpatialReductionAttention',
-    'nlc_to_nchw', 'nchw_to_nlc'
+    'PatchEmbed', 'nlc_to_nchw', 'nchw_to_nlc'
 ]
