@@ -260,6 +260,10 @@ def layouts_to(layouts: Sequence[HostLayout], device) -> List[TokenLayout]:
 _PLAIN_LAYOUTS = ShapeCache(16 * 2**20, name='plain_layout')
 
 
+# host planning, never traced: compiled forwards take dense windows, and
+# torch 2.1's Dynamo, resuming after its graph breaks, would otherwise trace
+# the planner's data-dependent ints
+@torch.compiler.disable
 def plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
                  table_window: Tuple[int, int], device) -> TokenLayout:
     """The layout of plain window attention (no groups), cached per map

@@ -10,6 +10,7 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from ..layers.mixing import resample_mask
+from ..utils.compile_step import CompilableTrainStep
 
 
 def _derive(part: Union[dict, nn.Module], name: str, key: str, value,
@@ -45,14 +46,8 @@ def _derive(part: Union[dict, nn.Module], name: str, key: str, value,
     return part
 
 
-@torch.compiler.disable
-def _eager(fn, *args):
-    """``fn(*args)``, never traced by ``torch.compile``."""
-    return fn(*args)
-
-
 @MODELS.register_module()
-class MixMAE(BaseSelfSupervisor):
+class MixMAE(CompilableTrainStep, BaseSelfSupervisor):
     """MixMAE: Mixed and Masked Autoencoder.
 
     Implementation of `MixMAE <https://arxiv.org/abs/2205.13137>`_. Two
@@ -122,27 +117,6 @@ class MixMAE(BaseSelfSupervisor):
                 f'data_preprocessor.mix_stride ({mix_stride}) must be the '
                 f'encoder stride {stride} (or, for the fine-mask ablation, '
                 f'another stage stride of {self.backbone.out_strides})')
-
-    def train_step(self, data: Union[dict, tuple, list],
-                   optim_wrapper) -> Dict[str, torch.Tensor]:
-        """mmengine's ``BaseModel.train_step`` with the data preprocessor
-        and the parameter update (backward, optimizer step) kept out of
-        ``torch.compile``.
-
-        With ``compile=True`` the Runner compiles this method. Two parts
-        run eagerly: the data preprocessor, since moving the data samples
-        deep-copies their metadata (file names, flip flags), on whose
-        identity Dynamo would guard and recompile at every batch; and the
-        update, since Dynamo (torch 2.14) fails inside the optimizer's
-        ``step``. The loss (encoder, decoder, head) is one graph and its
-        backward a compiled one.
-        """
-        with optim_wrapper.optim_context(self):
-            data = _eager(self.data_preprocessor, data, True)
-            losses = self._run_forward(data, mode='loss')
-        parsed_losses, log_vars = self.parse_losses(losses)
-        _eager(optim_wrapper.update_params, parsed_losses)
-        return log_vars
 
     def extract_feat(self, inputs: Union[torch.Tensor, List]) -> tuple:
         """Unmasked encoder features of the clean images.

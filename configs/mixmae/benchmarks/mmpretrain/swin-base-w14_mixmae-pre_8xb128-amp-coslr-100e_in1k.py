@@ -13,7 +13,9 @@ _base_ = [
 ]
 
 model = dict(
-    type='ImageClassifier',
+    # mmpretrain's ImageClassifier with a train_step that compile=True can
+    # take (same parameters and state dict)
+    type='CompilableImageClassifier',
     backbone=dict(
         type='MixMAESwin',
         arch='base',

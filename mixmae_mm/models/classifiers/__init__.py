@@ -1,0 +1,3 @@
+from .compilable_image_classifier import CompilableImageClassifier
+
+__all__ = ['CompilableImageClassifier']
