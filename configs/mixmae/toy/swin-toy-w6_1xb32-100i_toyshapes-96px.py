@@ -10,7 +10,9 @@ img_size = 96
 data_root = 'data/toy_shapes'
 max_iters = 100
 model = dict(
-    type='ImageClassifier',
+    # ImageClassifier with a train_step compile=True can take (same weights
+    # and eager step)
+    type='CompilableImageClassifier',
     backbone=dict(
         type='MixMAESwin',
         arch=dict(embed_dims=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8]),
