@@ -26,11 +26,11 @@ def no_workers(*loaders):
     ]
 
 
-def pretrain_and_export(root, pretrain_cfg, export_tool, export_name,
-                        export_args=()):
-    """Demo data under ``root``, a 1-epoch pretraining checkpoint and its
-    export; returns (pretraining checkpoint, export, export stdout)."""
-    make_imagenet_folder(str(root / 'imagenet'), num_train=4, num_val=2)
+def demo_and_pretrain(root, pretrain_cfg, num_train=4, num_val=2):
+    """Demo data (ImageNet-style, COCO, ADE20K) under ``root`` and a
+    1-epoch pretraining checkpoint of ``pretrain_cfg``; returns its path."""
+    make_imagenet_folder(str(root / 'imagenet'), num_train=num_train,
+                         num_val=num_val)
     make_coco_instances(str(root / 'coco'), num_train=4, num_val=4)
     make_ade20k(str(root / 'ade'), num_train=4, num_val=2)
     work = root / 'pretrain'
@@ -40,7 +40,14 @@ def pretrain_and_export(root, pretrain_cfg, export_tool, export_name,
         'train_dataloader.batch_size=8', 'train_cfg.max_epochs=1',
         *no_workers('train_dataloader')
     ])
-    pretrain = work / 'epoch_1.pth'
+    return work / 'epoch_1.pth'
+
+
+def pretrain_and_export(root, pretrain_cfg, export_tool, export_name,
+                        export_args=()):
+    """:func:`demo_and_pretrain` and the checkpoint's export; returns
+    (pretraining checkpoint, export, export stdout)."""
+    pretrain = demo_and_pretrain(root, pretrain_cfg)
     export = root / export_name
     res = run_tool([export_tool, str(pretrain), str(export), *export_args,
                     '--no-sha-suffix', '--quiet'])

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from _tool_run import load_checkpoint, run_tool
-from demo_data import make_ade20k, make_coco_instances, make_imagenet_folder
+from _transfer_chain import demo_and_pretrain
 
 BENCH = 'configs/mixmae/benchmarks'
 DET = f'{BENCH}/mmdet/mask-rcnn_swin-tiny-w8-mixmae-pre_fpn_demo_coco.py'
@@ -21,17 +21,7 @@ PRETRAIN = 'configs/mixmae/mixmae_swin-tiny-w8_1xb16-coslr-30e_demo.py'
 def demo(tmp_path_factory):
     """Demo data and a 1-epoch tiny pretraining checkpoint."""
     root = tmp_path_factory.mktemp('demo')
-    make_imagenet_folder(str(root / 'imagenet'), num_train=8, num_val=4)
-    make_coco_instances(str(root / 'coco'), num_train=4, num_val=4)
-    make_ade20k(str(root / 'ade'), num_train=4, num_val=2)
-    work = root / 'pretrain'
-    run_tool([
-        'tools/train.py', PRETRAIN, '--work-dir', str(work),
-        '--cfg-options', f'train_dataloader.dataset.data_root={root}/imagenet',
-        'train_dataloader.batch_size=8', 'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1'
-    ])
-    return root, work / 'epoch_1.pth'
+    return root, demo_and_pretrain(root, PRETRAIN, num_train=8, num_val=4)
 
 
 def _assert_backbone_from(ckpt_path, pretrain_path):

@@ -132,7 +132,6 @@ class PatchEmbed(nn.Module):
                  stride: int, padding: int = 0, eps: float = 1e-5,
                  pad_corner: bool = False) -> None:
         super().__init__()
-        self.stride = stride
         self.pad_corner = pad_corner
         self.projection = nn.Conv2d(in_channels, embed_dims, kernel_size,
                                     stride, padding)
@@ -144,7 +143,7 @@ class PatchEmbed(nn.Module):
         """(B, C_in, H_in, W_in) -> tokens (B, L, C) and (H, W); groups as
         :func:`group_conv` (None: one image)."""
         if self.pad_corner:
-            s = self.stride
+            s = self.projection.stride[0]
             x = F.pad(x, (0, (-x.shape[3]) % s, 0, (-x.shape[2]) % s))
         x = group_conv(self.projection, x, in_groups, out_groups)
         hw = (x.shape[2], x.shape[3])
