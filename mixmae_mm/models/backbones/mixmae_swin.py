@@ -11,7 +11,6 @@ token grid, ``L = H*W``, ``(Wh, Ww)`` window, ``N = Wh*Ww`` tokens per window,
 masks (1 or B). See :mod:`mixmae_mm.models.layers.mixing` for the mask
 convention.
 """
-import math
 import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -22,7 +21,7 @@ from mmcv.cnn.bricks.drop import DropPath
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from ...utils.torch_compat import untraced
+from ...utils.torch_compat import is_compiling, untraced
 from ..layers.dense_windows import (DenseWindows, dense_windows,
                                     use_static_shapes)
 from ..layers.pos_embed import sincos_pos_embed_2d
@@ -162,8 +161,10 @@ class MixMAEStage(nn.Module):
     def clamped_window(self, hw: Tuple[int, int]) -> Tuple[int, int]:
         """The window on a map of size ``hw``: the nominal one, clamped per
         side to the map (a small map gets global attention)."""
-        h, w = hw
-        return min(self.window_size[0], h), min(self.window_size[1], w)
+        (h, w), (wh, ww) = hw, self.window_size
+        # comparisons, not min(): under dynamic shapes a guard on the size
+        # range keeps the window a constant
+        return wh if h >= wh else h, ww if w >= ww else w
 
     def forward(self,
                 x: Tensor,
@@ -427,6 +428,12 @@ class MixMAESwin(MixMAEEncoder):
         """Fixed sin-cos absolute position embedding (1, H, W, C) for the
         stage-1 grid (computed per grid; the recent ones are kept up to
         the cache's byte budget)."""
+        if is_compiling():
+            # in the graph (sin/cos of H + W rows): the grid may be
+            # symbolic (dynamic shapes), and a cached table would tie the
+            # graph to one size
+            return sincos_pos_embed_2d(self.embed_dims, grid, x.device,
+                                       x.dtype).view(1, *grid, -1)
         grid = tuple(map(int, grid))  # under tracing, sizes are tensors
         key = (grid, x.device, x.dtype)
         table = self._pos_cache.get(key)
@@ -463,15 +470,19 @@ class MixMAESwin(MixMAEEncoder):
             tuple[Tensor]: One map (B, C_i, ceil(H/s_i), ceil(W/s_i)) per
             entry of ``out_indices``, with s_i the stage stride.
         """
-        b, _, h, w = x.shape
+        # under tracing, sizes are tensors (constants of the trace here:
+        # ONNX divides integers towards zero, not as Python's //)
+        b, _, h, w = map(int, x.shape)
         layouts = None
         if mix_mask is not None and use_static_shapes(x):
             layouts = self.dense_layouts(mix_mask, (h, w), x.device, b)
         elif mix_mask is not None:
             layouts = self.plan_layouts(mix_mask, (h, w), x.device, b)
         else:
-            x = F.pad(x, (0, (-w) % self.mix_grid, 0,
-                          (-h) % self.mix_grid))
+            # to whole squares, written as counts of squares: under dynamic
+            # shapes every stage size is then a multiple of one symbol
+            g = self.mix_grid
+            x = F.pad(x, (0, -(-w // g) * g - w, 0, -(-h // g) * g - h))
         x = self.patch_embed(x)  # (B, H/4, W/4, C)
         return self.forward_stages(x, (h, w), layouts)
 
@@ -590,7 +601,8 @@ class MixMAESwin(MixMAEEncoder):
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(out)  # (B, H, W, C)
                 s = self.out_strides[i]
-                out = out[:, :math.ceil(h / s), :math.ceil(w / s)]
+                # ceil(h / s) x ceil(w / s): the unpadded part
+                out = out.narrow(1, 0, -(-h // s)).narrow(2, 0, -(-w // s))
                 outs.append(out.permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
 

@@ -38,6 +38,7 @@ from ..layers.dense_windows import window_partition, window_reverse
 from ..layers.per_image import (PatchEmbed, SpatialReductionAttention,
                                 group_conv, nchw_to_nlc, nlc_to_nchw,
                                 same_image_key_mask)
+from ...utils.torch_compat import is_compiling
 from .base_encoder import MixMAEEncoder, pvt_init
 
 #: LayerNorm eps of every norm, as mmseg's Twins (``dict(type='LN')``).
@@ -74,16 +75,23 @@ def lsa_padding_mask(hw: Tuple[int, int], ws: int,
     (zero) tokens are attended whenever only one side is padded. Kept as
     is, so that weights loaded into mmseg's class give the same outputs
     (docs: encoders, Twins)."""
-    h, w = hw
-    pad_b, pad_r = (-h) % ws, (-w) % ws
-    if pad_b == 0 or pad_r == 0:
+    (h, w), (hp, wp) = hw, padded_size(hw, ws)
+    if not is_compiling() and (hp == h or wp == w):
         return None  # all padded, or (mmseg's slice) all marked: no mask
-    pad = torch.zeros(1, h + pad_b, w + pad_r, dtype=torch.bool,
-                      device=device)
-    pad[:, -pad_b:, :] = True
-    pad[:, :, -pad_r:] = True
-    pad = to_windows(pad, ws)  # (1, nW, T)
+    # compiled: no branch on the size (Dynamo would guard on h % ws and
+    # recompile per class of sizes), the same mask from tensors
+    rows = torch.arange(hp, device=device) >= h  # (Hp,) padding rows
+    cols = torch.arange(wp, device=device) >= w  # (Wp,)
+    # mmseg's slice: with one side unpadded, every token is marked
+    pad = rows[:, None] | cols | ~(rows[-1] & cols[-1])  # (Hp, Wp)
+    pad = to_windows(pad[None], ws)  # (1, nW, T)
     return (pad[..., :, None] == pad[..., None, :])[:, :, None]
+
+
+def padded_size(hw: Tuple[int, int], ws: int) -> Tuple[int, int]:
+    """(H, W) rounded up to multiples of ``ws`` (written as counts of
+    windows: simple shape expressions under dynamic shapes)."""
+    return -(-hw[0] // ws) * ws, -(-hw[1] // ws) * ws
 
 
 class ConditionalPositionEncoding(nn.Module):
@@ -119,8 +127,8 @@ class LocallyGroupedSelfAttention(nn.Module):
         """(B, L, C) -> (B, L, C); ``same_image`` (M, nW, 1, T, T) bool."""
         b, _, c = x.shape
         (h, w), ws, nh = hw, self.window_size, self.num_heads
-        x = F.pad(x.view(b, h, w, c), (0, 0, 0, (-w) % ws, 0, (-h) % ws))
-        hp, wp = x.shape[1:3]
+        hp, wp = padded_size(hw, ws)
+        x = F.pad(x.view(b, h, w, c), (0, 0, 0, wp - w, 0, hp - h))
         x = window_partition(x, (ws, ws))  # (B, nW, T, C)
         nw, t = x.shape[1:3]
         q, k, v = self.qkv(x).view(b * nw, t, 3, nh, c // nh).permute(
@@ -132,8 +140,12 @@ class LocallyGroupedSelfAttention(nn.Module):
             mask = mask.expand(b, -1, -1, -1, -1).reshape(b * nw, 1, t, t)
         out = F.scaled_dot_product_attention(q, k, v, mask)
         out = out.transpose(1, 2).reshape(b, nw, t, c)
-        out = window_reverse(out, (ws, ws), (hp, wp))[:, :h, :w]
-        return self.proj(out.reshape(b, h * w, c))
+        out = window_reverse(out, (ws, ws), (hp, wp))  # (B, Hp, Wp, C)
+        # padding cut by a copy, also where there is none: one memory
+        # layout for all sizes (dynamic shapes guard on a view's layout)
+        out = out.narrow(1, 0, h).narrow(2, 0, w).clone(
+            memory_format=torch.contiguous_format)
+        return self.proj(out.view(b, h * w, c))
 
 
 class TwinsFFN(nn.Module):

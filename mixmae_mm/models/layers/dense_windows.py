@@ -99,13 +99,18 @@ class DenseWindows(NamedTuple):
         (h, w), (wh, ww) = self.hw, self.window
         hp, wp = -(-h // wh) * wh, -(-w // ww) * ww
         x = x.unflatten(1, (-1, wh * ww))  # (B, nW, N, C)
-        return window_reverse(x, self.window, (hp, wp))[:, :h, :w]
+        x = window_reverse(x, self.window, (hp, wp))  # (B, Hp, Wp, C)
+        # a copy whether padding was cut or not: one memory layout for all
+        # sizes (under dynamic shapes a view's layout would be guarded on)
+        return x.narrow(1, 0, h).narrow(2, 0, w).clone(
+            memory_format=torch.contiguous_format)
 
 
 def _pad(x: Tensor, window: Tuple[int, int]) -> Tensor:
-    """Zero-pad (B, H, W, C) at the bottom/right to window multiples."""
-    h, w = x.shape[1:3]
-    return F.pad(x, (0, 0, 0, (-w) % window[1], 0, (-h) % window[0]))
+    """Zero-pad (B, H, W, C) at the bottom/right to window multiples
+    (sizes as counts of windows: simple expressions when symbolic)."""
+    (h, w), (wh, ww) = x.shape[1:3], window
+    return F.pad(x, (0, 0, 0, -(-w // ww) * ww - w, 0, -(-h // wh) * wh - h))
 
 
 def window_partition(x: Tensor, window: Tuple[int, int]) -> Tensor:
@@ -149,7 +154,11 @@ def dense_windows(hw: Tuple[int, int],
     h, w = hw
     device = groups.device if groups is not None and device is None \
         else device
-    padded = h % window[0] or w % window[1]
+    # compiled: the padding mask whatever the size, so that under dynamic
+    # shapes one graph serves maps with and without padding (Dynamo would
+    # guard on h % Wh; it shows symbolic sizes as ints, so this cannot
+    # test for them)
+    padded = is_compiling() or h % window[0] or w % window[1]
     allowed = None
     if groups is not None or padded:
         if groups is None:

@@ -143,10 +143,12 @@ class PatchEmbed(nn.Module):
         """(B, C_in, H_in, W_in) -> tokens (B, L, C) and (H, W); groups as
         :func:`group_conv` (None: one image)."""
         if self.pad_corner:
-            s = self.projection.stride[0]
-            x = F.pad(x, (0, (-x.shape[3]) % s, 0, (-x.shape[2]) % s))
+            # ints: under tracing, sizes are tensors (constants here)
+            (s, _), (h, w) = self.projection.stride, map(int, x.shape[2:])
+            # as counts of strides: simple shape expressions when symbolic
+            x = F.pad(x, (0, -(-w // s) * s - w, 0, -(-h // s) * s - h))
         x = group_conv(self.projection, x, in_groups, out_groups)
-        hw = (x.shape[2], x.shape[3])
+        hw = (int(x.shape[2]), int(x.shape[3]))
         return self.norm(nchw_to_nlc(x)), hw
 
 
