@@ -34,11 +34,11 @@ from mmcv.cnn.bricks.drop import DropPath
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
+from ...utils.torch_compat import is_compiling
 from ..layers.dense_windows import window_partition, window_reverse
 from ..layers.per_image import (PatchEmbed, SpatialReductionAttention,
                                 group_conv, nchw_to_nlc, nlc_to_nchw,
                                 same_image_key_mask)
-from ...utils.torch_compat import is_compiling
 from .base_encoder import MixMAEEncoder, pvt_init
 
 #: LayerNorm eps of every norm, as mmseg's Twins (``dict(type='LN')``).

@@ -154,11 +154,10 @@ def dense_windows(hw: Tuple[int, int],
     h, w = hw
     device = groups.device if groups is not None and device is None \
         else device
-    # compiled: the padding mask whatever the size, so that under dynamic
-    # shapes one graph serves maps with and without padding (Dynamo would
-    # guard on h % Wh; it shows symbolic sizes as ints, so this cannot
-    # test for them)
-    padded = is_compiling() or h % window[0] or w % window[1]
+    # under dynamic shapes a guard: maps that need no padding get a graph
+    # of their own (at most two more size classes), kept so that they
+    # keep the 4-D bias SDPA's fused kernels take (classification)
+    padded = h % window[0] or w % window[1]
     allowed = None
     if groups is not None or padded:
         if groups is None:
