@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ...utils.torch_compat import is_compiling, untraced
 from ..layers.dense_windows import (DenseWindows, dense_windows,
-                                    use_static_shapes)
+                                    padded_size, use_static_shapes)
 from ..layers.pos_embed import sincos_pos_embed_2d
 from ..layers.token_layout import (TokenLayout, layouts_to, plain_layout,
                                    plan_token_layout)
@@ -479,10 +479,8 @@ class MixMAESwin(MixMAEEncoder):
         elif mix_mask is not None:
             layouts = self.plan_layouts(mix_mask, (h, w), x.device, b)
         else:
-            # to whole squares, written as counts of squares: under dynamic
-            # shapes every stage size is then a multiple of one symbol
-            g = self.mix_grid
-            x = F.pad(x, (0, -(-w // g) * g - w, 0, -(-h // g) * g - h))
+            hp, wp = padded_size((h, w), self.mix_grid)  # whole squares
+            x = F.pad(x, (0, wp - w, 0, hp - h))
         x = self.patch_embed(x)  # (B, H/4, W/4, C)
         return self.forward_stages(x, (h, w), layouts)
 

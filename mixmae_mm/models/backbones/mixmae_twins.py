@@ -35,7 +35,8 @@ from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 from ...utils.torch_compat import is_compiling
-from ..layers.dense_windows import window_partition, window_reverse
+from ..layers.dense_windows import (padded_size, window_partition,
+                                    window_reverse)
 from ..layers.per_image import (PatchEmbed, SpatialReductionAttention,
                                 group_conv, nchw_to_nlc, nlc_to_nchw,
                                 same_image_key_mask)
@@ -86,12 +87,6 @@ def lsa_padding_mask(hw: Tuple[int, int], ws: int,
     pad = rows[:, None] | cols | ~(rows[-1] & cols[-1])  # (Hp, Wp)
     pad = to_windows(pad[None], ws)  # (1, nW, T)
     return (pad[..., :, None] == pad[..., None, :])[:, :, None]
-
-
-def padded_size(hw: Tuple[int, int], ws: int) -> Tuple[int, int]:
-    """(H, W) rounded up to multiples of ``ws`` (written as counts of
-    windows: simple shape expressions under dynamic shapes)."""
-    return -(-hw[0] // ws) * ws, -(-hw[1] // ws) * ws
 
 
 class ConditionalPositionEncoding(nn.Module):

@@ -97,7 +97,7 @@ class DenseWindows(NamedTuple):
     def to_map(self, x: Tensor) -> Tensor:
         """Window tokens (B, nW*N, C) -> map (B, H, W, C), padding cut."""
         (h, w), (wh, ww) = self.hw, self.window
-        hp, wp = -(-h // wh) * wh, -(-w // ww) * ww
+        hp, wp = padded_size(self.hw, self.window)
         x = x.unflatten(1, (-1, wh * ww))  # (B, nW, N, C)
         x = window_reverse(x, self.window, (hp, wp))  # (B, Hp, Wp, C)
         # a copy whether padding was cut or not: one memory layout for all
@@ -106,11 +106,19 @@ class DenseWindows(NamedTuple):
             memory_format=torch.contiguous_format)
 
 
+def padded_size(hw: Tuple[int, int], unit) -> Tuple[int, int]:
+    """(H, W) rounded up to multiples of ``unit`` (an int or a per-side
+    pair), written as counts of units: under dynamic shapes every padded
+    size stays a multiple of one symbol (``(-h) % unit`` nests a ``Mod``
+    per stage, and the compiler's simplification takes minutes)."""
+    uh, uw = (unit, unit) if isinstance(unit, int) else unit
+    return -(-hw[0] // uh) * uh, -(-hw[1] // uw) * uw
+
+
 def _pad(x: Tensor, window: Tuple[int, int]) -> Tensor:
-    """Zero-pad (B, H, W, C) at the bottom/right to window multiples
-    (sizes as counts of windows: simple expressions when symbolic)."""
-    (h, w), (wh, ww) = x.shape[1:3], window
-    return F.pad(x, (0, 0, 0, -(-w // ww) * ww - w, 0, -(-h // wh) * wh - h))
+    """Zero-pad (B, H, W, C) at the bottom/right to window multiples."""
+    (h, w), (hp, wp) = x.shape[1:3], padded_size(x.shape[1:3], window)
+    return F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
 
 
 def window_partition(x: Tensor, window: Tuple[int, int]) -> Tensor:
@@ -172,6 +180,6 @@ def dense_windows(hw: Tuple[int, int],
 
 
 __all__ = [
-    'DenseWindows', 'dense_windows', 'use_static_shapes',
+    'DenseWindows', 'dense_windows', 'padded_size', 'use_static_shapes',
     'force_attention_path'
 ]

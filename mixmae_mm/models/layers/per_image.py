@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dense_windows import padded_size
+
 
 def nlc_to_nchw(x: Tensor, hw: Tuple[int, int]) -> Tensor:
     """(B, L, C) -> (B, C, H, W)."""
@@ -144,9 +146,9 @@ class PatchEmbed(nn.Module):
         :func:`group_conv` (None: one image)."""
         if self.pad_corner:
             # ints: under tracing, sizes are tensors (constants here)
-            (s, _), (h, w) = self.projection.stride, map(int, x.shape[2:])
-            # as counts of strides: simple shape expressions when symbolic
-            x = F.pad(x, (0, -(-w // s) * s - w, 0, -(-h // s) * s - h))
+            h, w = map(int, x.shape[2:])
+            hp, wp = padded_size((h, w), self.projection.stride)
+            x = F.pad(x, (0, wp - w, 0, hp - h))
         x = group_conv(self.projection, x, in_groups, out_groups)
         hw = (int(x.shape[2]), int(x.shape[3]))
         return self.norm(nchw_to_nlc(x)), hw
