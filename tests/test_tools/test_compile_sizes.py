@@ -9,7 +9,7 @@ from _tool_run import run_tool
 
 @pytest.mark.skipif(
     not hasattr(torch.compiler, 'is_compiling'),
-    reason='torch 2.1: the encoders do not trace whole (fullgraph), see '
+    reason='torch 2.1: its dynamic shapes fail on the window reshapes, see '
     'docs/en/compile.md')
 def test_compile_sizes_counts_graphs():
     res = run_tool([

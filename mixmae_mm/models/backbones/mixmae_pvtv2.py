@@ -244,7 +244,10 @@ class MixMAEPVTv2(MixMAEEncoder):
         if mix_mask is not None:
             stage_groups = self.image_groups(mix_mask, x)
         outs = []
-        for i, (patch_embed, blocks, norm) in enumerate(self.layers):
+        for i, layer in enumerate(self.layers):
+            # indexed, not unpacked: torch 2.1's Dynamo cannot unpack a
+            # ModuleList (a graph break there)
+            patch_embed, blocks, norm = layer[0], layer[1], layer[2]
             groups = stage_groups[i]
             x, hw = patch_embed(x, groups.embed_in,
                                 groups.tokens)  # (B, L, C_i)

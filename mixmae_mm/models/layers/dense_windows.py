@@ -77,17 +77,15 @@ class DenseWindows(NamedTuple):
         allowed (Tensor | None): Bool (M, nW, N, N), True = may attend;
             every row allows its diagonal. None when all pairs may attend
             (no groups, no padding).
+        num_windows (int): nW, the windows of the padded map (a field, not
+            a property: torch 2.1's Dynamo breaks the graph on a
+            NamedTuple's property).
     """
     hw: Tuple[int, int]
     window: Tuple[int, int]
     rel_index: Tensor
     allowed: Optional[Tensor]
-
-    @property
-    def num_windows(self) -> int:
-        """nW, the windows of the padded map."""
-        (h, w), (wh, ww) = self.hw, self.window
-        return -(-h // wh) * -(-w // ww)
+    num_windows: int
 
     def to_tokens(self, x: Tensor) -> Tensor:
         """Map (B, H, W, C) -> window tokens (B, nW*N, C), zero-padded."""
@@ -176,7 +174,9 @@ def dense_windows(hw: Tuple[int, int],
         g = window_partition(g, window)[..., 0]  # (M, nW, N)
         allowed = g[..., :, None] == g[..., None, :]  # (M, nW, N, N)
     rel_index = relative_position_index(window, table_window, device)
-    return DenseWindows((h, w), tuple(window), rel_index, allowed)
+    num_windows = -(-h // window[0]) * -(-w // window[1])
+    return DenseWindows((h, w), tuple(window), rel_index, allowed,
+                        num_windows)
 
 
 __all__ = [

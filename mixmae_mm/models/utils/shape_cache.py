@@ -68,12 +68,12 @@ class ShapeCache:
     """Least-recently-used cache whose entries together hold at most
     ``max_bytes`` of tensor storage (:func:`tensor_nbytes`).
 
-    An entry larger than the budget is not kept. Keys should be made of
-    Python ints, tuples, devices and dtypes: under ``torch.compile`` a hit
-    is then a plain dict lookup (one graph on torch >= 2.3; torch 2.1's
-    Dynamo breaks the graph there, as on any dict with such keys) and a
-    miss is computed in the graph and not stored: only eager code changes
-    the cache.
+    An entry larger than the budget is not kept. Under ``torch.compile``
+    the cache is neither read nor written: every value is computed in the
+    graph, and only eager code changes the cache. (A compiled hit would
+    make Dynamo guard on the dict's contents, so that an eager call filling
+    or evicting an entry, e.g. a validation loop between compiled training
+    steps, would recompile the graph.)
 
     Args:
         max_bytes (int): The budget; 0 disables caching.
@@ -111,15 +111,14 @@ class ShapeCache:
                 f'{self._nbytes} of {self.max_bytes} bytes)')
 
     def get(self, key: Hashable) -> Optional[Any]:
-        """The value cached for ``key``, or None."""
+        """The value cached for ``key``, or None (always None under
+        ``torch.compile``)."""
         if is_compiling():
-            # a plain lookup: the graph must not reorder the cache
-            entry = self._entries.get(key)
-        else:
-            with self._lock:  # most recent use moves last
-                entry = self._entries.pop(key, None)
-                if entry is not None:
-                    self._entries[key] = entry
+            return None  # computed in the graph (class docstring)
+        with self._lock:  # most recent use moves last
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._entries[key] = entry
         return None if entry is None else entry[0]
 
     def put(self, key: Hashable, value: Any) -> Any:
