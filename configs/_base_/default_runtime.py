@@ -10,3 +10,8 @@ default_scope = 'mmpretrain'
 # and a stop with the iteration number on a NaN/inf loss.
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 custom_hooks = [dict(type='RandomStateHook'), dict(type='NonFiniteLossHook')]
+
+# Distributed runs: mmengine's DDP wrapper with a training step compile=True
+# can take (the data preprocessor and the update eager; docs/en/compile.md).
+# Without compile it is mmengine's step.
+model_wrapper_cfg = dict(type='CompilableDistributedDataParallel')

@@ -52,6 +52,27 @@ def _find_is_compiling():
 _is_compiling = _find_is_compiling()
 
 
+def known_true(cond) -> bool:
+    """Whether ``cond`` holds for every input size the code serves, without
+    making the compiler guard on it.
+
+    Eager and in graphs of one size ``cond`` is a plain bool: its value.
+    Under dynamic shapes it is a symbolic bool over the sizes: True only
+    where provable for all of them (``statically_known_true``), else
+    False, with no guard, so no graph per class of sizes. torch 2.1 has no
+    ``statically_known_true``: ``bool(cond)`` (a guard where symbolic).
+    """
+    return _statically_known_true(cond)
+
+
+def _find_statically_known_true():
+    from torch.fx.experimental import symbolic_shapes
+    return getattr(symbolic_shapes, 'statically_known_true', bool)
+
+
+_statically_known_true = _find_statically_known_true()
+
+
 def flop_counter_mode():
     """``torch.utils.flop_counter.FlopCounterMode(display=False)`` that
     also counts SDPA's fused CPU kernel.
@@ -86,4 +107,4 @@ def flop_counter_mode():
     return flop_counter.FlopCounterMode(display=False, custom_mapping=custom)
 
 
-__all__ = ['flop_counter_mode', 'is_compiling', 'untraced']
+__all__ = ['flop_counter_mode', 'is_compiling', 'known_true', 'untraced']

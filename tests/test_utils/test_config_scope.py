@@ -46,8 +46,9 @@ def test_base_from_outside_the_checkout_equals_the_shipped_config(tmp_path):
     assert 'mixmae_mm' not in _scopes(cfg.to_dict())
 
 
-@pytest.mark.parametrize('base, model_type', [(DEMO_PRE, 'MixMAE'),
-                                              (DEMO_DET, 'MaskRCNN')])
+@pytest.mark.parametrize('base, model_type',
+                         [(DEMO_PRE, 'MixMAE'),
+                          (DEMO_DET, 'CompilableMaskRCNN')])
 def test_inherited_model_builds_in_the_inheriting_configs_scope(
         tmp_path, base, model_type):
     """mmengine's Runner builds through its root MODELS with the config's

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...utils.torch_compat import is_compiling
+from ...utils.torch_compat import is_compiling, known_true
 from .rel_pos import relative_position_index
 
 #: Group id of padding slots: real tokens never attend to them.
@@ -124,7 +124,8 @@ def window_partition(x: Tensor, window: Tuple[int, int]) -> Tensor:
     b, h, w, c = x.shape
     wh, ww = window
     x = x.view(b, h // wh, wh, w // ww, ww, c)
-    return x.transpose(2, 3).reshape(b, -1, wh * ww, c)
+    # nW written out: inferring it from -1 made Dynamo guard on its value
+    return x.transpose(2, 3).reshape(b, (h // wh) * (w // ww), wh * ww, c)
 
 
 def window_reverse(x: Tensor, window: Tuple[int, int],
@@ -160,10 +161,11 @@ def dense_windows(hw: Tuple[int, int],
     h, w = hw
     device = groups.device if groups is not None and device is None \
         else device
-    # under dynamic shapes a guard: maps that need no padding get a graph
-    # of their own (at most two more size classes), kept so that they
-    # keep the 4-D bias SDPA's fused kernels take (classification)
-    padded = h % window[0] or w % window[1]
+    # maps that need no padding keep the 4-D bias SDPA's fused kernels
+    # take (classification); under dynamic shapes the padding mask is
+    # always built (a branch on the size would make a graph per class)
+    padded = not (known_true(h % window[0] == 0)
+                  and known_true(w % window[1] == 0))
     allowed = None
     if groups is not None or padded:
         if groups is None:

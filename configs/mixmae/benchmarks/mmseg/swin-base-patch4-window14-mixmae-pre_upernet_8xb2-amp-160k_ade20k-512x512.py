@@ -14,11 +14,18 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
 
-custom_imports = dict(imports=['mixmae_mm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mixmae_mm', 'mixmae_mm.models.segmentors'],
+    allow_failed_imports=False)
+# distributed: the DDP wrapper compile=True can take (docs/en/compile.md)
+model_wrapper_cfg = dict(type='CompilableDistributedDataParallel')
 
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
 model = dict(
+    # EncoderDecoder with a training step compile=True can take (backbone
+    # and neck compiled, heads eager): docs/en/compile.md
+    type='CompilableEncoderDecoder',
     data_preprocessor=data_preprocessor,
     pretrained=None,
     backbone=dict(

@@ -1,0 +1,66 @@
+"""``CompilableEncoderDecoder`` is mmseg's ``EncoderDecoder`` with another
+``train_step`` (features extracted before the model's own loss): same state
+dict, same eager update. Its compiled Runner step is tested in
+``tests/test_models/test_compile.py``."""
+import copy
+from pathlib import Path
+
+import torch
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+
+import mixmae_mm.models.segmentors  # noqa: F401  (registers the class)
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = ('configs/mixmae/benchmarks/mmseg/'
+          'swin-tiny-w8-mixmae-pre_upernet_1xb4-120i_demo-ade20k-128x128.py')
+
+
+def _pair():
+    cfg = Config.fromfile(str(ROOT / CONFIG)).model
+    cfg.backbone.init_cfg = None  # no pretrained checkpoint here
+    cfg.pop('type')
+    torch.manual_seed(0)
+    ours = MODELS.build(dict(cfg, type='CompilableEncoderDecoder'))
+    ours.init_weights()
+    theirs = MODELS.build(dict(cfg, type='EncoderDecoder'))
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    return ours, theirs
+
+
+def test_same_state_dict_and_same_training_step():
+    ours, theirs = _pair()
+    assert type(theirs).__name__ == 'EncoderDecoder'
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    gen = torch.Generator().manual_seed(0)
+    data_samples = []
+    for _ in range(2):
+        sample = SegDataSample(metainfo=dict(
+            img_shape=(128, 128), ori_shape=(128, 128)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(
+            0, 150, (1, 128, 128), generator=gen))
+        data_samples.append(sample)
+    data = dict(
+        inputs=[torch.randint(0, 256, (3, 128, 128), dtype=torch.uint8,
+                              generator=gen) for _ in range(2)],
+        data_samples=data_samples)
+    logs = []
+    for model in (ours, theirs):
+        model.train()
+        wrapper = OptimWrapper(
+            torch.optim.AdamW(model.parameters(), lr=1e-3))
+        torch.manual_seed(1)  # drop path and the heads' dropout draw
+        logs.append(model.train_step(copy.deepcopy(data), wrapper))
+    assert logs[0].keys() == logs[1].keys()
+    for key in logs[0]:
+        torch.testing.assert_close(logs[0][key], logs[1][key], rtol=0,
+                                   atol=0, msg=key)
+    for (n, a), b in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=n)
+    # the step changed the weights (the comparison above is not vacuous)
+    fresh, _ = _pair()
+    assert not torch.equal(
+        next(fresh.backbone.parameters()), next(ours.backbone.parameters()))
