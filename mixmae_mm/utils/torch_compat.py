@@ -59,8 +59,10 @@ def known_true(cond) -> bool:
     Eager and in graphs of one size ``cond`` is a plain bool: its value.
     Under dynamic shapes it is a symbolic bool over the sizes: True only
     where provable for all of them (``statically_known_true``), else
-    False, with no guard, so no graph per class of sizes. torch 2.1 has no
-    ``statically_known_true``: ``bool(cond)`` (a guard where symbolic).
+    False, with no guard, so no graph per class of sizes. torch 2.1 lacks
+    ``torch.fx.experimental.symbolic_shapes.statically_known_true`` (2.14
+    has it): ``bool(cond)`` there (a guard where symbolic; its dynamic
+    shapes are not used, see docs/en/compile.md).
     """
     return _statically_known_true(cond)
 
