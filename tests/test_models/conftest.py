@@ -2,6 +2,8 @@
 import copy
 
 import pytest
+import torch
+from mmengine.optim import OptimWrapper
 
 from mixmae_mm.models.layers.dense_windows import force_attention_path
 
@@ -46,3 +48,30 @@ def family_mixmae_cfg(tiny_mixmae_cfg):
         return cfg
 
     return cfg_of
+
+
+@pytest.fixture
+def assert_same_train_step():
+    """``assert_same_train_step(ours, theirs, data)``: one ``train_step``
+    (AdamW) of each model on copies of ``data``, from the same random state,
+    gives bit-identical logged losses and updated weights. For the
+    compilable variants of upstream classes (same parameters, another
+    ``train_step``)."""
+
+    def check(ours, theirs, data):
+        logs = []
+        for model in (ours, theirs):
+            model.train()
+            wrapper = OptimWrapper(
+                torch.optim.AdamW(model.parameters(), lr=1e-3))
+            torch.manual_seed(1)  # drop path, dropout, samplers draw
+            logs.append(model.train_step(copy.deepcopy(data), wrapper))
+        assert logs[0].keys() == logs[1].keys()
+        for key in logs[0]:
+            torch.testing.assert_close(logs[0][key], logs[1][key], rtol=0,
+                                       atol=0, msg=key)
+        for (name, a), b in zip(ours.named_parameters(),
+                                theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+    return check
