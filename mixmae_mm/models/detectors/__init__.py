@@ -1,5 +1,4 @@
-# Imported by the detection configs (``custom_imports``), not by
-# ``mixmae_mm``: it needs mmdet.
+# Imported by ``mixmae_mm.models`` where mmdet imports (it needs mmdet).
 from .compilable_detectors import CompilableMaskRCNN, CompilableRetinaNet
 
 __all__ = ['CompilableMaskRCNN', 'CompilableRetinaNet']

@@ -1,5 +1,4 @@
-# Imported by the segmentation configs (``custom_imports``), not by
-# ``mixmae_mm``: it needs mmseg.
+# Imported by ``mixmae_mm.models`` where mmseg imports (it needs mmseg).
 from .compilable_encoder_decoder import CompilableEncoderDecoder
 
 __all__ = ['CompilableEncoderDecoder']

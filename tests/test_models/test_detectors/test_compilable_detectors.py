@@ -12,7 +12,7 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-import mixmae_mm.models.detectors  # noqa: F401  (registers the classes)
+import mixmae_mm  # noqa: F401  (registers the classes)
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = dict(

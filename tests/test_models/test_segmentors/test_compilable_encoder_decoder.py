@@ -10,7 +10,7 @@ from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-import mixmae_mm.models.segmentors  # noqa: F401  (registers the class)
+import mixmae_mm  # noqa: F401  (registers the class)
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ('configs/mixmae/benchmarks/mmseg/'

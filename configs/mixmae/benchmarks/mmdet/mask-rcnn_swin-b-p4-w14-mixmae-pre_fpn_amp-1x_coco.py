@@ -8,9 +8,7 @@
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 
-custom_imports = dict(
-    imports=['mixmae_mm', 'mixmae_mm.models.detectors'],
-    allow_failed_imports=False)
+custom_imports = dict(imports=['mixmae_mm'], allow_failed_imports=False)
 # distributed: the DDP wrapper compile=True can take (docs/en/compile.md)
 model_wrapper_cfg = dict(type='CompilableDistributedDataParallel')
 

@@ -10,8 +10,7 @@
 _base_ = './mask-rcnn_swin-tiny-w8-mixmae-pre_fpn_demo_coco.py'
 
 custom_imports = dict(
-    imports=['mixmae_mm', 'mixmae_mm.models.detectors', 'mmseg.models'],
-    allow_failed_imports=False)
+    imports=['mixmae_mm', 'mmseg.models'], allow_failed_imports=False)
 export = 'work_dirs/demo/pretrain_twins/svt-tiny_mixmae-mmseg.pth'
 model = dict(
     backbone=dict(

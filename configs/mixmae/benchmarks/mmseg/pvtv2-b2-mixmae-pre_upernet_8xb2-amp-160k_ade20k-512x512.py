@@ -24,8 +24,7 @@
 _base_ = './swin-base-patch4-window14-mixmae-pre_upernet_8xb2-amp-160k_ade20k-512x512.py'  # noqa
 
 custom_imports = dict(
-    imports=['mmdet.models', 'mixmae_mm', 'mixmae_mm.models.segmentors'],
-    allow_failed_imports=False)
+    imports=['mmdet.models', 'mixmae_mm'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

@@ -11,8 +11,7 @@
 _base_ = './swin-tiny-w8-mixmae-pre_upernet_1xb4-120i_demo-ade20k-128x128.py'
 
 custom_imports = dict(
-    imports=['mmdet.models', 'mixmae_mm', 'mixmae_mm.models.segmentors'],
-    allow_failed_imports=False)
+    imports=['mmdet.models', 'mixmae_mm'], allow_failed_imports=False)
 release = 'work_dirs/demo/pretrain_pvtv2/pvtv2-tiny_mixmae-release.pth'
 model = dict(
     backbone=dict(

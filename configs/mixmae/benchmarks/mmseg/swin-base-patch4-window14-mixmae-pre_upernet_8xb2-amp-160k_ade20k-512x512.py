@@ -14,9 +14,7 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
 
-custom_imports = dict(
-    imports=['mixmae_mm', 'mixmae_mm.models.segmentors'],
-    allow_failed_imports=False)
+custom_imports = dict(imports=['mixmae_mm'], allow_failed_imports=False)
 # distributed: the DDP wrapper compile=True can take (docs/en/compile.md)
 model_wrapper_cfg = dict(type='CompilableDistributedDataParallel')
 

@@ -8,9 +8,7 @@
 #       work_dirs/demo/pretrain_twins/svt-tiny_mixmae-mmseg.pth --no-sha-suffix
 _base_ = './swin-tiny-w8-mixmae-pre_upernet_1xb4-120i_demo-ade20k-128x128.py'
 
-custom_imports = dict(
-    imports=['mixmae_mm', 'mixmae_mm.models.segmentors'],
-    allow_failed_imports=False)
+custom_imports = dict(imports=['mixmae_mm'], allow_failed_imports=False)
 export = 'work_dirs/demo/pretrain_twins/svt-tiny_mixmae-mmseg.pth'
 model = dict(
     backbone=dict(
