@@ -5,14 +5,7 @@ from .heads import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403
 from .selfsup import *  # noqa: F401,F403
 
-# mmdet's and mmseg's compilable detector and segmentor classes (detectors/,
-# segmentors/), registered wherever those packages import: configs and
-# users' configs name only 'mixmae_mm' in `custom_imports`
-import importlib as _importlib  # noqa: E402
+# mmdet's and mmseg's compilable classes, where those packages import
+from .downstream import register_downstream_classes  # noqa: E402
 
-for _pkg, _module in (('mmdet', 'detectors'), ('mmseg', 'segmentors')):
-    try:
-        _importlib.import_module(f'{_pkg}.models')
-    except ImportError:  # not installed, or without mmcv's compiled ops
-        continue
-    _importlib.import_module(f'.{_module}', __name__)
+register_downstream_classes()
