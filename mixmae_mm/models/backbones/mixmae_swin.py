@@ -430,8 +430,8 @@ class MixMAESwin(MixMAEEncoder):
         the cache's byte budget)."""
         if is_compiling():
             # in the graph (sin/cos of H + W rows): the grid may be
-            # symbolic (dynamic shapes), and a cached table would tie the
-            # graph to one size
+            # symbolic (dynamic shapes); the cache is bypassed under
+            # compile anyway, and int() / untraced() are for tracing only
             return sincos_pos_embed_2d(self.embed_dims, grid, x.device,
                                        x.dtype).view(1, *grid, -1)
         grid = tuple(map(int, grid))  # under tracing, sizes are tensors

@@ -34,7 +34,7 @@ from mmcv.cnn.bricks.drop import DropPath
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from ...utils.torch_compat import is_compiling
+from ...utils.torch_compat import known_true
 from ..layers.dense_windows import (padded_size, window_partition,
                                     window_reverse)
 from ..layers.per_image import (PatchEmbed, SpatialReductionAttention,
@@ -77,10 +77,11 @@ def lsa_padding_mask(hw: Tuple[int, int], ws: int,
     is, so that weights loaded into mmseg's class give the same outputs
     (docs: encoders, Twins)."""
     (h, w), (hp, wp) = hw, padded_size(hw, ws)
-    if not is_compiling() and (hp == h or wp == w):
+    # where known without a guard (eager, or a graph of one size); under
+    # dynamic shapes the mask is built whatever the size (a branch would
+    # make a graph per class of sizes), the same mask from tensors
+    if known_true(hp == h) or known_true(wp == w):
         return None  # all padded, or (mmseg's slice) all marked: no mask
-    # compiled: no branch on the size (Dynamo would guard on h % ws and
-    # recompile per class of sizes), the same mask from tensors
     rows = torch.arange(hp, device=device) >= h  # (Hp,) padding rows
     cols = torch.arange(wp, device=device) >= w  # (Wp,)
     # mmseg's slice: with one side unpadded, every token is marked
