@@ -155,11 +155,34 @@ class MixMAEEncoder(BaseModule):
                 f'px) that tile the {self.mix_grid}-px squares; sr_ratios '
                 f'{list(sr_ratios)} give windows of {windows} px')
 
-    def mask_on_device(self, mix_mask: Tensor, x: Tensor) -> Tensor:
+    def check_partner_count(self, mix_mask: Tensor,
+                            num_partner: Optional[int]) -> None:
+        """Where a caller states it, every mask must give ``num_partner``
+        squares to the partner (a layout sized by the count would otherwise
+        put both images in one cell). Checked where the mask lives without
+        the host waiting: at once for a CPU mask, as a device assertion
+        under CUDA (and inside compiled graphs)."""
+        if num_partner is None:
+            return
+        counts = mix_mask.flatten(1).sum(1)  # (M,)
+        torch._assert_async(
+            (counts == num_partner).all(),
+            f'mix_mask: every mask must give num_partner={num_partner} '
+            f'squares of its {tuple(mix_mask.shape[1:])} grid to the '
+            f'partner (the fixed count of the data preprocessor); draw '
+            f'masks with sample_mix_mask at its mask_ratio, or pass '
+            f'num_partner=None')
+
+    def mask_on_device(self,
+                       mix_mask: Tensor,
+                       x: Tensor,
+                       num_partner: Optional[int] = None) -> Tensor:
         """``mix_mask`` checked against the images ``x`` (B, C, H, W)
-        (:meth:`check_mix_mask`) and copied to their device as bool, once:
-        every stage's grid is derived there (:meth:`groups_at`)."""
+        (:meth:`check_mix_mask`, :meth:`check_partner_count`) and copied to
+        their device as bool, once: every stage's grid is derived there
+        (:meth:`groups_at`)."""
         self.check_mix_mask(mix_mask, x.shape[0], x.shape[-2:])
+        self.check_partner_count(mix_mask, num_partner)
         return mix_mask.to(x.device, torch.bool, non_blocking=True)
 
     def groups_at(self, mask: Tensor, stride: int,

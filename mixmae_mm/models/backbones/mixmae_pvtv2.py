@@ -217,10 +217,13 @@ class MixMAEPVTv2(MixMAEEncoder):
         """Every reduced key must lie in one 32-px square."""
         self.check_key_windows(self.sr_ratios)
 
-    def image_groups(self, mix_mask: Tensor, x: Tensor) -> List[StageGroups]:
+    def image_groups(self,
+                     mix_mask: Tensor,
+                     x: Tensor,
+                     num_partner: Optional[int] = None) -> List[StageGroups]:
         """Per stage, the image groups and attention mask of a mix mask
         (M, H/32, W/32) for the images ``x`` (B, C, H, W)."""
-        mask = self.mask_on_device(mix_mask, x)
+        mask = self.mask_on_device(mix_mask, x, num_partner)
         groups, embed_in = [], self.groups_at(mask, 1)  # pixels
         for stride, sr in zip(self.out_strides, self.sr_ratios):
             tokens = self.groups_at(mask, stride)  # (M, H, W)
@@ -233,16 +236,19 @@ class MixMAEPVTv2(MixMAEEncoder):
 
     def forward(self,
                 x: Tensor,
-                mix_mask: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+                mix_mask: Optional[Tensor] = None,
+                num_partner: Optional[int] = None) -> Tuple[Tensor, ...]:
         """Images (B, C, H, W) -> one map (B, C_i, H_i, W_i) per entry of
         ``out_indices`` (mmdet's sizes, H/s_i for H divisible by s_i).
 
         With ``mix_mask``, bool (M, H/32, W/32), M in {1, B}, True where
         the square comes from the partner ``x.flip(0)``: ``x`` is mixed and
-        H, W are multiples of 32. Without: any size mmdet takes."""
+        H, W are multiples of 32; ``num_partner``, where the caller knows
+        it, the squares each mask gives to the partner (checked, see
+        :meth:`check_partner_count`). Without: any size mmdet takes."""
         stage_groups = [StageGroups()] * 4
         if mix_mask is not None:
-            stage_groups = self.image_groups(mix_mask, x)
+            stage_groups = self.image_groups(mix_mask, x, num_partner)
         outs = []
         for i, layer in enumerate(self.layers):
             # indexed, not unpacked: torch 2.1's Dynamo cannot unpack a

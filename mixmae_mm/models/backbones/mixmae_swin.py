@@ -26,7 +26,7 @@ from ..layers.dense_windows import (DenseWindows, dense_windows,
                                     padded_size, use_static_shapes)
 from ..layers.pos_embed import sincos_pos_embed_2d
 from ..layers.token_layout import (TokenLayout, layouts_to, plain_layout,
-                                   plan_token_layout)
+                                   plan_token_layout, split_window_layout)
 from ..layers.transformer import Mlp
 from ..layers.window_attention import WindowAttention
 from ..utils.pretrained import filter_encoder_state_dict_
@@ -447,7 +447,8 @@ class MixMAESwin(MixMAEEncoder):
 
     def forward(self,
                 x: Tensor,
-                mix_mask: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+                mix_mask: Optional[Tensor] = None,
+                num_partner: Optional[int] = None) -> Tuple[Tensor, ...]:
         """
         Args:
             x (Tensor): Images (B, 3, H, W). With a mix mask they are already
@@ -465,6 +466,12 @@ class MixMAESwin(MixMAEEncoder):
                 it): on the cells path a mask on the device is read back
                 once, see :meth:`plan_layouts`; the static path copies it
                 to the device (:meth:`dense_layouts`).
+            num_partner (int, optional): Squares each mask gives to the
+                partner, where the caller knows it (MixMAE: its data
+                preprocessor's fixed count); checked. On the static path a
+                stage whose window covers the map then splits it into the
+                two images' cells (static sizes, see
+                :func:`~mixmae_mm.models.layers.token_layout.split_window_layout`).
 
         Returns:
             tuple[Tensor]: One map (B, C_i, ceil(H/s_i), ceil(W/s_i)) per
@@ -475,9 +482,11 @@ class MixMAESwin(MixMAEEncoder):
         b, _, h, w = map(int, x.shape)
         layouts = None
         if mix_mask is not None and use_static_shapes(x):
-            layouts = self.dense_layouts(mix_mask, (h, w), x.device, b)
+            layouts = self.dense_layouts(mix_mask, (h, w), x.device, b,
+                                         num_partner)
         elif mix_mask is not None:
-            layouts = self.plan_layouts(mix_mask, (h, w), x.device, b)
+            layouts = self.plan_layouts(mix_mask, (h, w), x.device, b,
+                                        num_partner)
         else:
             hp, wp = padded_size((h, w), self.mix_grid)  # whole squares
             x = F.pad(x, (0, wp - w, 0, hp - h))
@@ -494,7 +503,8 @@ class MixMAESwin(MixMAEEncoder):
                      mix_mask: Tensor,
                      size: Tuple[int, int],
                      device=None,
-                     batch_size: Optional[int] = None
+                     batch_size: Optional[int] = None,
+                     num_partner: Optional[int] = None
                      ) -> Tuple[TokenLayout, ...]:
         """The token layouts of all stages for one mix mask: where masked
         self-attention is set up, and the one place per batch where the
@@ -519,6 +529,8 @@ class MixMAESwin(MixMAEEncoder):
                 Defaults to the device of ``mix_mask``.
             batch_size (int, optional): Images in the batch, checked
                 against the mask's M. Defaults to M.
+            num_partner (int, optional): Squares each mask gives to the
+                partner, checked where given (the cells need no count).
 
         Returns:
             tuple[TokenLayout]: One layout per stage, on ``device``, for
@@ -527,6 +539,7 @@ class MixMAESwin(MixMAEEncoder):
         h, w = size
         mask_stride = self.check_mix_mask(
             mix_mask, batch_size or mix_mask.shape[0], size)
+        self.check_partner_count(mix_mask, num_partner)
         device = mix_mask.device if device is None else device
         mask = mix_mask.cpu()  # a no-op for a CPU mask
         plans = []
@@ -543,33 +556,49 @@ class MixMAESwin(MixMAEEncoder):
                       mix_mask: Tensor,
                       size: Tuple[int, int],
                       device=None,
-                      batch_size: Optional[int] = None
-                      ) -> Tuple[DenseWindows, ...]:
-        """The dense-window layouts of all stages for one mix mask: the
-        static-shape alternative to :meth:`plan_layouts` (same arguments,
-        same attention), built on ``device`` without reading any value.
+                      batch_size: Optional[int] = None,
+                      num_partner: Optional[int] = None
+                      ) -> Tuple[Union[DenseWindows, TokenLayout], ...]:
+        """The static-shape layouts of all stages for one mix mask: the
+        alternative to :meth:`plan_layouts` (same arguments, same
+        attention), built on ``device`` without reading any value.
 
-        Every stage keeps whole windows and masks the pairs of tokens of
-        different images (and padding), so the shapes depend on ``size``
-        and the mask's shape only: one compiled graph serves every mask.
+        A stage keeps whole windows and masks the pairs of tokens of
+        different images (and padding): dense windows, whose shapes depend
+        on ``size`` and the mask's shape only. Where ``num_partner`` is
+        given, the mask shared and the window covers the map, the stage
+        takes the two images' cells instead, whose sizes follow from the
+        count (:func:`split_window_layout`: half the logits, no mask).
+        Either way one compiled graph serves every mask.
 
         Returns:
-            tuple[DenseWindows]: One layout per stage, for
+            tuple[DenseWindows | TokenLayout]: One layout per stage, for
             :meth:`forward_stages`.
         """
         h, w = size
         mask_stride = self.check_mix_mask(
             mix_mask, batch_size or mix_mask.shape[0], size)
+        self.check_partner_count(mix_mask, num_partner)
         device = mix_mask.device if device is None else device
         # a host mask reaches the device without the host waiting
         mask = mix_mask.to(device, non_blocking=True)
         layouts = []
         for stage, stride in zip(self.layers, self.out_strides):
             hw = (h // stride, w // stride)
+            window = stage.clamped_window(hw)
             groups = self.groups_at(mask, stride, mask_stride)  # (M, H, W)
-            layouts.append(
-                dense_windows(hw, stage.clamped_window(hw), stage.window_size,
-                              groups))
+            # tokens per square at this stage (none where a stage token
+            # spans several squares of a finer mask)
+            per_square = (mask_stride // stride)**2 \
+                if mask_stride % stride == 0 else None
+            if num_partner is not None and per_square and \
+                    groups.shape[0] == 1 and window == hw:
+                layouts.append(
+                    split_window_layout(hw, stage.window_size, groups,
+                                        num_partner * per_square))
+            else:
+                layouts.append(
+                    dense_windows(hw, window, stage.window_size, groups))
         return tuple(layouts)
 
     def forward_stages(self,

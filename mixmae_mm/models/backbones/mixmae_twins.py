@@ -346,11 +346,14 @@ class MixMAETwins(MixMAEEncoder):
         """Every GSA key must lie in one 32-px square."""
         self.check_key_windows(self.sr_ratios, 'GSA reduction')
 
-    def image_groups(self, mix_mask: Tensor, x: Tensor) -> List[StageGroups]:
+    def image_groups(self,
+                     mix_mask: Tensor,
+                     x: Tensor,
+                     num_partner: Optional[int] = None) -> List[StageGroups]:
         """Per stage, the image groups and attention masks of a mix mask
         (M, H/32, W/32) for the images ``x`` (B, C, H, W). Shapes depend on
         the image size only, never on the mask's values."""
-        mask = self.mask_on_device(mix_mask, x)
+        mask = self.mask_on_device(mix_mask, x, num_partner)
         groups = []
         for i, (stride, sr) in enumerate(zip(self.out_strides,
                                              self.sr_ratios)):
@@ -376,16 +379,19 @@ class MixMAETwins(MixMAEEncoder):
 
     def forward(self,
                 x: Tensor,
-                mix_mask: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+                mix_mask: Optional[Tensor] = None,
+                num_partner: Optional[int] = None) -> Tuple[Tensor, ...]:
         """Images (B, C, H, W) -> one map (B, C_i, H_i, W_i) per entry of
         ``out_indices`` (mmseg's sizes, ceil(H / s_i)).
 
         With ``mix_mask``, bool (M, H/32, W/32), M in {1, B}, True where
         the square comes from the partner ``x.flip(0)``: ``x`` is mixed and
-        H, W are multiples of 32. Without: any size mmseg takes."""
+        H, W are multiples of 32; ``num_partner``, where the caller knows
+        it, the squares each mask gives to the partner (checked, see
+        :meth:`check_partner_count`). Without: any size mmseg takes."""
         stage_groups = [StageGroups()] * 4
         if mix_mask is not None:
-            stage_groups = self.image_groups(mix_mask, x)
+            stage_groups = self.image_groups(mix_mask, x, num_partner)
         outs = []
         for i, groups in enumerate(stage_groups):
             x, hw = self.patch_embeds[i](x)  # (B, L, C_i)

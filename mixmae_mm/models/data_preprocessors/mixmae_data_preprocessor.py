@@ -1,12 +1,13 @@
 # Copyright (c) mixmae_mm contributors. Licensed under the Apache License 2.0.
 """Normalise a batch, draw the mix mask, mix the images."""
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
 from mmpretrain.registry import MODELS
 
-from ..layers.mixing import check_divisible, mix_images, sample_mix_mask
+from ..layers.mixing import (check_divisible, mix_images, partner_squares,
+                             sample_mix_mask)
 
 
 @MODELS.register_module()
@@ -74,6 +75,15 @@ class MixMAEDataPreprocessor(SelfSupDataPreprocessor):
         self.range_mask_ratio = range_mask_ratio
         self.per_pair_mask = per_pair_mask
         self.mix_stride = mix_stride
+
+    def partner_count(self, grid: Tuple[int, int]) -> Optional[int]:
+        """Squares each mask drawn on ``grid`` (h, w) gives to the partner:
+        the same for every batch at a fixed ``mask_ratio``, None when
+        ``range_mask_ratio`` draws the ratio per batch. The model hands it
+        to the encoder, which sizes static per-image cells by it."""
+        if self.range_mask_ratio > 0:
+            return None
+        return partner_squares(grid[0] * grid[1], self.mask_ratio)
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = super().forward(data, training)

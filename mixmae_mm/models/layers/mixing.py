@@ -54,7 +54,7 @@ def sample_mix_mask(batch_size: int,
     elif not 0. < mask_ratio < 1.:
         raise ValueError(f'mask_ratio must lie in (0, 1), got {mask_ratio}')
     else:
-        num_partner = int(num_squares * mask_ratio)
+        num_partner = partner_squares(num_squares, mask_ratio)
     num_masks = (batch_size + 1) // 2 if per_pair else 1
     noise = torch.rand(
         num_masks, num_squares, generator=generator, device=device)
@@ -67,6 +67,13 @@ def sample_mix_mask(batch_size: int,
         idx = torch.arange(batch_size, device=device)
         mask = mask[torch.minimum(idx, batch_size - 1 - idx)]  # (B, h, w)
     return mask
+
+
+def partner_squares(num_squares: int, mask_ratio: float) -> int:
+    """Squares a mask of ``num_squares`` gives to the partner at a fixed
+    ``mask_ratio``: ``int(num_squares * mask_ratio)``, as the official
+    ``random_masking`` keeps ``int(L * (1 - ratio))`` squares."""
+    return int(num_squares * mask_ratio)
 
 
 def upsample_mask(mix_mask: Tensor, scale: int) -> Tensor:
@@ -155,6 +162,6 @@ def check_divisible(size: Tuple[int, int], stride: int, what: str) -> None:
 
 
 __all__ = [
-    'sample_mix_mask', 'upsample_mask', 'resample_mask', 'mix_images',
-    'unmix', 'check_divisible'
+    'sample_mix_mask', 'partner_squares', 'upsample_mask', 'resample_mask',
+    'mix_images', 'unmix', 'check_divisible'
 ]

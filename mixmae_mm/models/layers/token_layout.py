@@ -121,10 +121,16 @@ def _rel_index(ys: Tensor, xs: Tensor, table_window: Tuple[int, int]):
     Returns:
         Tensor: Long (K, n, n), or (1, n, n) if all cells agree.
     """
-    th, tw = table_window
     if ys.shape[0] > 1 and bool((ys == ys[:1]).all()) \
             and bool((xs == xs[:1]).all()):
         ys, xs = ys[:1], xs[:1]  # all cells alike: one shared (1, n, n)
+    return _pair_index(ys, xs, table_window)
+
+
+def _pair_index(ys: Tensor, xs: Tensor, table_window: Tuple[int, int]):
+    """Bias-table index (K, n, n) of every token pair of each cell, from
+    rows and columns (K, n) inside the window; no value is read."""
+    th, tw = table_window
     dy = ys[:, :, None] - ys[:, None, :] + th - 1  # (K, n, n)
     dx = xs[:, :, None] - xs[:, None, :] + tw - 1  # (K, n, n)
     return dy * (2 * tw - 1) + dx  # same layout as relative_position_index
@@ -196,6 +202,55 @@ def plan_token_layout(hw: Tuple[int, int],
     if torch.equal(perm, pos):
         perm = inverse = None
     return HostLayout((h, w), perm, inverse, tuple(segments), tuple(group_ids))
+
+
+def split_window_layout(hw: Tuple[int, int], table_window: Tuple[int, int],
+                        groups: Tensor, num_partner: int) -> TokenLayout:
+    """The cells of a map that is one window, under groups shared by the
+    batch of which ``num_partner`` tokens are the partner's: the layout
+    :func:`plan_token_layout` plans for them, built with tensor operations
+    on the groups' device (nothing is read back).
+
+    Where the window covers the map its cells are the two images, and their
+    sizes ``L - num_partner`` and ``num_partner`` do not depend on where
+    the mask puts the squares (MixMAE draws a fixed number of squares per
+    mask): static shapes, so compiled and GPU steps get the cells' half of
+    the logits and no mask there (stages 3 and 4 of Swin-B at 224 px). The
+    caller guarantees the count (see ``MixMAEEncoder.check_partner_count``):
+    with another count a cell would hold tokens of both images.
+
+    Args:
+        hw (tuple[int, int]): Map size (H, W), also the window.
+        table_window (tuple[int, int]): Window of the bias table.
+        groups (Tensor): Image groups (1, H, W), bool or 0/1, True (1) for
+            the partner's tokens.
+        num_partner (int): Tokens in the partner group, in [0, H*W].
+
+    Returns:
+        TokenLayout: On the device of ``groups``.
+    """
+    h, w = hw
+    sizes = [h * w - num_partner, num_partner]  # own, partner
+    key = groups.reshape(-1).long()  # (L,) 1 = partner
+    if sizes[1] > sizes[0]:  # larger cell first, as the planner orders
+        key, sizes = 1 - key, sizes[::-1]
+    perm = key.argsort(stable=True)  # (L,) first cell, then second
+    pos = torch.arange(h * w, device=perm.device)
+    inverse = torch.empty_like(perm).scatter_(0, perm, pos)  # (L,)
+    ys, xs = perm // w, perm % w  # (L,) row/column in the window
+    if sizes[0] == sizes[1]:  # equal cells: one segment of two
+        n = sizes[0]
+        segments = (Segment(0, 2, n,
+                            _pair_index(
+                                ys.view(2, n), xs.view(2, n),
+                                table_window)), )
+    else:
+        segments = tuple(
+            Segment(start, 1, n,
+                    _pair_index(ys[None, start:start + n],
+                                xs[None, start:start + n], table_window))
+            for start, n in ((0, sizes[0]), (sizes[0], sizes[1])) if n)
+    return TokenLayout((h, w), perm, inverse, segments)
 
 
 def _host_tensors(layout: HostLayout) -> List[Tensor]:
@@ -295,5 +350,5 @@ def plain_layout(hw: Tuple[int, int], window: Tuple[int, int],
 
 __all__ = [
     'Segment', 'TokenLayout', 'HostLayout', 'plan_token_layout', 'layouts_to',
-    'plain_layout'
+    'plain_layout', 'split_window_layout'
 ]

@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from ..data_preprocessors import MixMAEDataPreprocessor
 from ..layers.mixing import resample_mask
 from ..utils.compile_step import CompilableTrainStep
 
@@ -147,7 +148,8 @@ class MixMAE(CompilableTrainStep, BaseSelfSupervisor):
             ``mixed``.
         """
         if self.masked_attention:
-            latent = self.backbone(mixed, mix_mask)[-1]  # (B, C, h, w)
+            latent = self.backbone(mixed, mix_mask,
+                                   self._partner_count(mix_mask))[-1]
         else:
             latent = self.backbone(mixed)[-1]
         stride = self.backbone.out_strides[-1]
@@ -156,6 +158,15 @@ class MixMAE(CompilableTrainStep, BaseSelfSupervisor):
         # one copy for the decoder and the loss (a no-op for a device mask)
         coarse = coarse.to(latent.device, non_blocking=True)
         return self.neck(latent, coarse), coarse
+
+    def _partner_count(self, mix_mask: torch.Tensor) -> Optional[int]:
+        """The squares every mask gives to the partner where this model's
+        data preprocessor fixes it (the encoder checks it and sizes static
+        per-image cells by it), else None."""
+        if not isinstance(self.data_preprocessor, MixMAEDataPreprocessor):
+            return None
+        return self.data_preprocessor.partner_count(
+            tuple(mix_mask.shape[1:]))
 
     def reconstruct(self, inputs: List) -> torch.Tensor:
         """Un-mixed predictions (B, L, 32*32*3) of both images, for
@@ -170,7 +181,9 @@ class MixMAE(CompilableTrainStep, BaseSelfSupervisor):
         Args:
             inputs (list): ``[imgs, mixed, mix_mask]`` from
                 :class:`MixMAEDataPreprocessor` (the mask on the CPU; a
-                device mask works too, read back once by the encoder).
+                device mask works too, read back once by the encoder). A
+                mask made elsewhere must give the partner the squares the
+                preprocessor's masks give (``partner_count``; checked).
             data_samples (list[DataSample]): Unused.
 
         Returns:

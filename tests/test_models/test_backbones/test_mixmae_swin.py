@@ -68,7 +68,7 @@ def test_pixel_mixing_equals_token_mixing(tiny_backbone_cfg):
     assert torch.equal(pixel, token)
 
 
-def _leak_check(model, mask, b=4, size=(64, 64)):
+def _leak_check(model, mask, b=4, size=(64, 64), num_partner=None):
     """Perturb the partner pixels of sample 0's mixed image; return the max
     change of sample 0's own and partner tokens at every stage."""
     x = torch.randn(b, 3, *size)
@@ -77,8 +77,9 @@ def _leak_check(model, mask, b=4, size=(64, 64)):
     m = upsample_mask(mask[:1], 32)[0]  # (H, W) True = partner pixel
     other[0][:, m] = torch.randn_like(other[0][:, m]) * 3
     with torch.no_grad():
-        a = model(mixed, mask if model.masked else None)
-        c = model(other, mask if model.masked else None)
+        args = (mask, num_partner) if model.masked else ()
+        a = model(mixed, *args)
+        c = model(other, *args)
     own, partner = [], []
     for i, (fa, fc) in enumerate(zip(a, c)):
         grid = upsample_mask(mask[:1], 8 >> i)[0]  # (H_i, W_i)
@@ -88,11 +89,15 @@ def _leak_check(model, mask, b=4, size=(64, 64)):
     return own, partner
 
 
-def test_no_leakage_between_mixed_images(tiny_backbone_cfg, attention_path):
+@pytest.mark.parametrize('counted', [False, True])
+def test_no_leakage_between_mixed_images(tiny_backbone_cfg, attention_path,
+                                         counted):
+    """Also with the partner count, by which the static path splits the
+    global stages 3-4 into the two images' cells."""
     model = _build(tiny_backbone_cfg, out_indices=(0, 1, 2, 3))
     mask = sample_mix_mask(4, (2, 2), 0.5)
     model.masked = True
-    own, partner = _leak_check(model, mask)
+    own, partner = _leak_check(model, mask, num_partner=2 if counted else None)
     assert max(own) < 1e-5, own  # own tokens unchanged at every stage
     assert min(partner) > 1e-3, partner  # the perturbation is real
     # control: plain attention (no mask) leaks, so the check can fail
@@ -121,6 +126,33 @@ def test_shared_mask_equals_repeated_per_sample_mask(tiny_backbone_cfg, attentio
         a = model(mixed, mask)[0]
         b = model(mixed, mask.expand(4, -1, -1))[0]
     torch.testing.assert_close(a, b)
+
+
+def _check_partner_counts(fn):
+    mask = sample_mix_mask(4, (2, 2), 0.5)  # 2 partner squares
+    x = mix_images(torch.randn(4, 3, 64, 64), mask)
+    with torch.no_grad():
+        fn(x, mask, 2)  # the right count passes
+        with pytest.raises(RuntimeError, match='num_partner=1 squares'):
+            fn(x, mask, 1)
+        bad = mask.repeat(4, 1, 1)
+        bad[3] = True  # one sample's mask gives all 4 squares
+        with pytest.raises(RuntimeError, match='num_partner=2 squares'):
+            fn(x, bad, 2)
+
+
+def test_wrong_partner_count_is_an_error(tiny_backbone_cfg, attention_path):
+    """A count the mask does not have would put both images in one static
+    cell: refused on both paths."""
+    _check_partner_counts(_build(tiny_backbone_cfg))
+
+
+def test_wrong_partner_count_is_an_error_in_a_compiled_graph(
+        tiny_backbone_cfg):
+    """The check is traced (no graph break) and still raises."""
+    model = _build(tiny_backbone_cfg)
+    _check_partner_counts(
+        torch.compile(model, backend='eager', fullgraph=True))
 
 
 def test_mask_input_errors(tiny_backbone_cfg):

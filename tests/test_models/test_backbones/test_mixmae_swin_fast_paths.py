@@ -6,6 +6,7 @@ from mmpretrain.registry import MODELS
 
 from mixmae_mm.models.layers.mixing import (mix_images, sample_mix_mask,
                                             upsample_mask)
+from mixmae_mm.models.layers.token_layout import TokenLayout
 from reference import padded_window as ref_pw
 
 
@@ -19,20 +20,28 @@ def _build(cfg, **kwargs):
     return model
 
 
-@pytest.mark.parametrize('size,per_pair,masked', [((64, 64), False, True),
-                                                  ((96, 96), True, True),
-                                                  ((64, 96), False, True),
-                                                  ((50, 70), False, False),
-                                                  ((64, 64), False, False)])
+@pytest.mark.parametrize('size,per_pair,masked,ratio',
+                         [((64, 64), False, True, 0.5),
+                          ((64, 64), False, True, 0.75),
+                          ((96, 96), True, True, 0.5),
+                          ((64, 96), False, True, 0.5),
+                          ((50, 70), False, False, None),
+                          ((64, 64), False, False, None)])
+@pytest.mark.parametrize('counted', [False, True])
 def test_stages_equal_padded_window_oracle(tiny_backbone_cfg, size,
-                                           per_pair, masked, attention_path):
+                                           per_pair, masked, ratio,
+                                           attention_path, counted):
+    """Every stage on either path equals the oracle; with the partner
+    count, the static path's global stages are the images' cells."""
     # windows 6/4/4/2: stage grids 16/8/4/2 (or 24/...) are not multiples of
     # 6, so cut border windows are exercised
     model = _build(tiny_backbone_cfg, window_size=(6, 4, 4, 2))
     b = 4
-    mask = sample_mix_mask(
-        b, (size[0] // 32,
-            size[1] // 32), 0.5, per_pair=per_pair) if masked else None
+    grid = (size[0] // 32, size[1] // 32)
+    mask = sample_mix_mask(b, grid, ratio, per_pair=per_pair) \
+        if masked else None
+    num_partner = int(grid[0] * grid[1] * ratio) if counted and masked \
+        else None
     x = torch.randn(b, 3, *size)
     if mask is not None:
         x = mix_images(x, mask)
@@ -43,7 +52,13 @@ def test_stages_equal_padded_window_oracle(tiny_backbone_cfg, size,
     tokens = tokens + model.pos_embed(tokens.shape[1:3], tokens)
     plan = model.plan_layouts if attention_path == 'cells' else \
         model.dense_layouts
-    layouts = [None] * 4 if mask is None else plan(mask, size)
+    layouts = [None] * 4 if mask is None else plan(
+        mask, size, num_partner=num_partner)
+    if attention_path == 'static' and num_partner and not per_pair:
+        # the split is taken where the window covers the map (64 px:
+        # stages 3-4; none at 96 px) and only there
+        kinds = [isinstance(lay, TokenLayout) for lay in layouts]
+        assert kinds == [False, False] + [size == (64, 64)] * 2
     for i, stage in enumerate(model.layers):
         groups = None
         if mask is not None:

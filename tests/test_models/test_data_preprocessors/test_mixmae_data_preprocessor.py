@@ -44,6 +44,22 @@ def test_range_mask_ratio():
     assert min(counts) >= 4 and max(counts) < 12 and len(counts) > 1
 
 
+@pytest.mark.parametrize('ratio,per_pair,size', [(0.5, False, (64, 96)),
+                                                 (0.3, True, (224, 224)),
+                                                 (0.75, False, (96, 160))])
+def test_partner_count_is_what_every_mask_gives(ratio, per_pair, size):
+    """The count the model hands the encoder (which sizes static cells by
+    it) is the one of every drawn mask; none where the ratio varies."""
+    pre = _build(mask_ratio=ratio, per_pair_mask=per_pair)
+    grid = (size[0] // 32, size[1] // 32)
+    for _ in range(5):
+        mask = pre(_data(h=size[0], w=size[1]), True)['inputs'][2]
+        assert mask.flatten(1).sum(1).tolist() == \
+            [pre.partner_count(grid)] * mask.shape[0]
+    assert _build(mask_ratio=ratio,
+                  range_mask_ratio=0.1).partner_count(grid) is None
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match='at least 2 images'):
         _build()(_data(b=1), True)

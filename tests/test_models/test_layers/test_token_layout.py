@@ -4,7 +4,8 @@ import torch
 from mixmae_mm.models.layers.mixing import sample_mix_mask, upsample_mask
 from mixmae_mm.models.layers.rel_pos import relative_position_index
 from mixmae_mm.models.layers.token_layout import (layouts_to,
-                                                  plan_token_layout)
+                                                  plan_token_layout,
+                                                  split_window_layout)
 
 
 def token_layout(hw, window, table_window, groups=None):
@@ -94,3 +95,34 @@ def test_per_sample_groups_give_masks():
     # a shared mask is split into cells instead
     shared = token_layout((8, 8), (4, 4), (4, 4), groups[:1])
     assert all(s.mask is None for s in shared.segments)
+
+
+@pytest.mark.parametrize('grid,scale,ratio', [((7, 7), 2, 0.5),
+                                              ((7, 7), 1, 0.5),
+                                              ((2, 2), 2, 0.5),
+                                              ((3, 2), 1, 0.75),
+                                              ((2, 3), 2, 0.2)])
+def test_split_window_layout_is_the_host_plan(grid, scale, ratio):
+    """Built on the device from the count alone, it equals the host plan
+    of the same groups (ordering, perm, cell sizes, bias index), whichever
+    group is larger or when both are equal (one segment of two cells)."""
+    for _ in range(5):
+        mask = sample_mix_mask(1, grid, ratio)
+        groups = upsample_mask(mask, scale)  # (1, H, W) bool
+        hw = tuple(groups.shape[1:])
+        num_partner = int(mask.sum()) * scale * scale
+        built = split_window_layout(hw, (8, 8), groups, num_partner)
+        plan = token_layout(hw, hw, (8, 8), groups.long())
+        # the plan has no perm where its order is the map's
+        ident = torch.arange(hw[0] * hw[1])
+        assert built.hw == plan.hw
+        assert torch.equal(built.perm, _or(plan.perm, ident))
+        assert torch.equal(built.inverse, _or(plan.inverse, ident))
+        assert [s[:3] for s in built.segments] == \
+            [s[:3] for s in plan.segments]
+        for b, p in zip(built.segments, plan.segments):
+            assert torch.equal(b.rel_index, p.rel_index) and b.mask is None
+
+
+def _or(t, default):
+    return default if t is None else t

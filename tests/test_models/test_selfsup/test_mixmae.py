@@ -31,6 +31,22 @@ def test_loss_backward_reaches_every_part(tiny_mixmae_cfg):
         assert grad is not None and grad.abs().sum() > 0, name
 
 
+def test_masks_made_elsewhere_must_have_the_preprocessors_count(
+        tiny_mixmae_cfg, attention_path):
+    """loss() hands the encoder the preprocessor's partner count: a mask
+    with another count is refused with the count in the message; with a
+    per-batch ratio (no fixed count) any count is taken."""
+    imgs = torch.randn(4, 3, 64, 64)
+    mask = sample_mix_mask(4, (2, 2), 0.75)  # 3 squares, the model says 2
+    inputs = [imgs, mix_images(imgs, mask), mask]
+    model = MODELS.build(tiny_mixmae_cfg)
+    with pytest.raises(RuntimeError, match='num_partner=2 squares'):
+        model.loss(inputs, None)
+    cfg = copy.deepcopy(tiny_mixmae_cfg)
+    cfg['data_preprocessor']['range_mask_ratio'] = 0.3
+    assert torch.isfinite(MODELS.build(cfg).loss(inputs, None)['loss'])
+
+
 def test_extract_feat_is_unmasked(tiny_mixmae_cfg):
     model = MODELS.build(tiny_mixmae_cfg).eval()
     data = model.data_preprocessor(_batch(), True)
@@ -146,8 +162,9 @@ def test_ablation_switches(tiny_mixmae_cfg):
             assert torch.equal(seen['mask'], inputs[2][:, ::8, ::8])
         else:
             assert torch.equal(seen['mask'], inputs[2])
-    # without masked attention the encoder gets no mask at all
-    assert calls == [('no_masked_attn', 1), ('single', 2), ('stride4', 2)]
+    # without masked attention the encoder gets no mask at all; with it,
+    # the mask and the preprocessor's partner count
+    assert calls == [('no_masked_attn', 1), ('single', 3), ('stride4', 3)]
 
 
 def test_mix_stride_must_be_a_stage_stride(tiny_mixmae_cfg):
