@@ -55,19 +55,25 @@ def test_dense_benchmark_tiny():
 def test_pretrain_benchmark_compiled_tiny():
     """--compile adds both implementations compiled (here aot_eager: no
     code generation) and ours eager on the static path, each checked
-    against the eager loss before timing."""
+    against the eager loss before timing; --dtype both runs it all in fp32,
+    then in bf16."""
     out = _run('--arch', 'tiny', '--size', '64', '--batch', '4', '--steps',
                '1', '--warmup', '1', '--compile', '--compile-backend',
-               'aot_eager', '--no-mem')
-    assert 'COMPILED LOSS CHECK passed: compiled (aot_eager) vs eager ' \
-        'fp32 loss: ours rel diff' in out
+               'aot_eager', '--no-mem', '--dtype', 'both')
+    for dtype in ('fp32', 'bf16'):
+        assert f'COMPILED LOSS CHECK passed: compiled (aot_eager) vs ' \
+            f'eager {dtype} loss: ours rel diff' in out
     for name in ('ours-static', 'ours-compiled', 'mmpretrain-compiled'):
-        assert re.search(rf'^{name} +\d+\.\d+ +\d+\.\d+ ', out, re.M), out
-    ratio = [line for line in out.splitlines()
-             if line.startswith('RATIO fp32 compiled')]
-    assert len(ratio) == 1, out
-    assert re.search(r'ours/mmpretrain throughput \d+\.\d+x; compiled/eager '
-                     r'ours \d+\.\d+x, mmpretrain \d+\.\d+x; ours eager '
-                     r'cells/static \d+\.\d+x', ratio[0]), ratio[0]
+        assert len(re.findall(rf'^{name} +\d+\.\d+ +\d+\.\d+ ', out,
+                              re.M)) == 2, out
+    for dtype in ('fp32', 'bf16'):
+        ratio = [line for line in out.splitlines()
+                 if line.startswith(f'RATIO {dtype} compiled')]
+        assert len(ratio) == 1, out
+        assert re.search(r'ours/mmpretrain throughput \d+\.\d+x; compiled/'
+                         r'eager ours \d+\.\d+x, mmpretrain \d+\.\d+x; ours '
+                         r'eager cells/static \d+\.\d+x', ratio[0]), ratio[0]
+    # the fp32 half times mmpretrain in fp32: the bf16 half does not again
+    assert 'mmpretrain-fp32' not in out
     # the static path's masked windows run the explicit expression
     assert 'SDPA kernels in one step of ours-static: none' in out

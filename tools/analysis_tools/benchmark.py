@@ -37,6 +37,8 @@ Examples::
     python tools/analysis_tools/benchmark.py --dense
     python tools/analysis_tools/benchmark.py --compile --dtype bf16 \
         --steps 8                             # + compiled, both impls
+    python tools/analysis_tools/benchmark.py --compile --dtype both \
+        --steps 8                             # fp32, then bf16
     python tools/analysis_tools/benchmark.py --arch tiny --size 64 \
         --steps 2 --warmup 1                                  # smoke test
 """
@@ -75,7 +77,11 @@ def parse_args(argv=None):
     p.add_argument('--arch', default='base', choices=sorted(ARCHS))
     p.add_argument('--size', type=int, default=224, help='image side (px)')
     p.add_argument('--batch', type=int, default=4)
-    p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
+    p.add_argument(
+        '--dtype',
+        default='fp32',
+        choices=['fp32', 'bf16', 'both'],
+        help="'both': the whole run in fp32, then in bf16 (one process)")
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument(
         '--steps', type=int, default=6, help='timed steps per implementation')
@@ -703,10 +709,13 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     if args.mem_only:
         mem_only(args)
-    elif args.dense:
-        run_dense(args)
-    else:
-        run_pretrain(args)
+        return
+    both = args.dtype == 'both'
+    for dtype in ('fp32', 'bf16') if both else (args.dtype, ):
+        # with both, the fp32 run times mmpretrain in fp32 already
+        a = argparse.Namespace(**dict(
+            vars(args), dtype=dtype, no_fp32_ref=args.no_fp32_ref or both))
+        run_dense(a) if args.dense else run_pretrain(a)
 
 
 if __name__ == '__main__':

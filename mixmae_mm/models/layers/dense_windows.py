@@ -14,7 +14,10 @@ graphs can replay it.
 It costs more than the cells of :mod:`.token_layout` (all N x N logits of
 every window, padding included, and a mask per block) but needs no host
 planning. Which of the two runs is decided per forward by
-:func:`use_static_shapes`, not by the user.
+:func:`use_static_shapes`, not by the user. On the static path a stage
+whose one window covers the map takes the cells after all where the
+caller states the partner count, as their sizes then follow from it
+(``MixMAESwin.dense_layouts``).
 """
 import contextlib
 from typing import Iterator, NamedTuple, Optional, Tuple

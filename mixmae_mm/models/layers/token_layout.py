@@ -25,11 +25,14 @@ windows and each segment carries a bool mask (M, K, n, n).
 
 Where layouts are built: cell sizes and segment boundaries are Python
 numbers read from the groups, which on an accelerator would make the host
-wait for the device. Layouts are therefore always planned on the host
+wait for the device. Layouts are therefore planned on the host
 (:func:`plan_token_layout`, CPU tensors only) and then moved to the device
 in one non-blocking copy (:func:`layouts_to`). ``MixMAESwin.plan_layouts``
 does this once per batch for all stages of a mix mask; layouts without
-groups depend on shapes only and are cached (:func:`plain_layout`).
+groups depend on shapes only and are cached (:func:`plain_layout`). One
+case needs no reading: a map that is one window, whose two cells have the
+sizes a known partner count gives (:func:`split_window_layout`, built on
+the device by the static-shape path).
 """
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
