@@ -169,9 +169,9 @@ class MixMAEEncoder(BaseModule):
             (counts == num_partner).all(),
             f'mix_mask: every mask must give num_partner={num_partner} '
             f'squares of its {tuple(mix_mask.shape[1:])} grid to the '
-            f'partner (the fixed count of the data preprocessor); draw '
-            f'masks with sample_mix_mask at its mask_ratio, or pass '
-            f'num_partner=None')
+            f'partner (MixMAE states the fixed count of its data '
+            f'preprocessor); draw masks with sample_mix_mask at its '
+            f'mask_ratio, or state no count (num_partner=None)')
 
     def mask_on_device(self,
                        mix_mask: Tensor,
