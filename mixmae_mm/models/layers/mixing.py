@@ -72,7 +72,8 @@ def sample_mix_mask(batch_size: int,
 def partner_squares(num_squares: int, mask_ratio: float) -> int:
     """Squares a mask of ``num_squares`` gives to the partner at a fixed
     ``mask_ratio``: ``int(num_squares * mask_ratio)``, as the official
-    ``random_masking`` keeps ``int(L * (1 - ratio))`` squares."""
+    ``random_masking`` marks the first ``int(L * mask_ratio)`` squares of a
+    random permutation."""
     return int(num_squares * mask_ratio)
 
 
