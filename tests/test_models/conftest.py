@@ -52,13 +52,26 @@ def family_mixmae_cfg(tiny_mixmae_cfg):
 
 @pytest.fixture
 def assert_same_train_step():
-    """``assert_same_train_step(ours, theirs, data)``: one ``train_step``
-    (AdamW) of each model on copies of ``data``, from the same random state,
-    gives bit-identical logged losses and updated weights. For the
-    compilable variants of upstream classes (same parameters, another
-    ``train_step``)."""
+    """``assert_same_train_step(registry, cfg, name, data)``: this project's
+    ``Compilable{name}`` and upstream ``name``, built from the model config
+    ``cfg`` (its ``type`` ignored) with the same weights, have the same
+    state dict keys, and one ``train_step`` (AdamW) of each on copies of
+    ``data``, from the same random state, gives bit-identical logged losses
+    and updated weights; the step changed the weights (not vacuous)."""
 
-    def check(ours, theirs, data):
+    def build(registry, cfg, name):
+        cfg = {k: v for k, v in cfg.items() if k != 'type'}
+        torch.manual_seed(0)
+        ours = registry.build(dict(cfg, type=f'Compilable{name}'))
+        ours.init_weights()
+        theirs = registry.build(dict(cfg, type=name))
+        theirs.load_state_dict(ours.state_dict(), strict=True)
+        return ours, theirs
+
+    def check(registry, cfg, name, data):
+        ours, theirs = build(registry, cfg, name)
+        assert type(theirs).__name__ == name
+        assert list(ours.state_dict()) == list(theirs.state_dict())
         logs = []
         for model in (ours, theirs):
             model.train()
@@ -70,8 +83,11 @@ def assert_same_train_step():
         for key in logs[0]:
             torch.testing.assert_close(logs[0][key], logs[1][key], rtol=0,
                                        atol=0, msg=key)
-        for (name, a), b in zip(ours.named_parameters(),
-                                theirs.parameters()):
-            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+        for (name_, a), b in zip(ours.named_parameters(),
+                                 theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name_)
+        fresh, _ = build(registry, cfg, name)
+        assert any(not torch.equal(a, b)
+                   for a, b in zip(fresh.parameters(), ours.parameters()))
 
     return check

@@ -715,7 +715,10 @@ def main(argv=None):
         # with both, the fp32 run times mmpretrain in fp32 already
         a = argparse.Namespace(**dict(
             vars(args), dtype=dtype, no_fp32_ref=args.no_fp32_ref or both))
-        run_dense(a) if args.dense else run_pretrain(a)
+        if args.dense:
+            run_dense(a)
+        else:
+            run_pretrain(a)
 
 
 if __name__ == '__main__':

@@ -20,17 +20,17 @@ def _build(cfg, **kwargs):
     return model
 
 
-@pytest.mark.parametrize('size,per_pair,masked,ratio',
-                         [((64, 64), False, True, 0.5),
-                          ((64, 64), False, True, 0.75),
-                          ((96, 96), True, True, 0.5),
-                          ((64, 96), False, True, 0.5),
-                          ((50, 70), False, False, None),
-                          ((64, 64), False, False, None)])
-@pytest.mark.parametrize('counted', [False, True])
+@pytest.mark.parametrize('size,per_pair,masked,ratio,counted',
+                         [((64, 64), False, True, 0.5, False),
+                          ((64, 64), False, True, 0.5, True),
+                          ((64, 64), False, True, 0.75, True),
+                          ((96, 96), True, True, 0.5, True),
+                          ((64, 96), False, True, 0.5, True),
+                          ((50, 70), False, False, None, False),
+                          ((64, 64), False, False, None, False)])
 def test_stages_equal_padded_window_oracle(tiny_backbone_cfg, size,
-                                           per_pair, masked, ratio,
-                                           attention_path, counted):
+                                           per_pair, masked, ratio, counted,
+                                           attention_path):
     """Every stage on either path equals the oracle; with the partner
     count, the static path's global stages are the images' cells."""
     # windows 6/4/4/2: stage grids 16/8/4/2 (or 24/...) are not multiples of
@@ -40,8 +40,7 @@ def test_stages_equal_padded_window_oracle(tiny_backbone_cfg, size,
     grid = (size[0] // 32, size[1] // 32)
     mask = sample_mix_mask(b, grid, ratio, per_pair=per_pair) \
         if masked else None
-    num_partner = int(grid[0] * grid[1] * ratio) if counted and masked \
-        else None
+    num_partner = int(grid[0] * grid[1] * ratio) if counted else None
     x = torch.randn(b, 3, *size)
     if mask is not None:
         x = mix_images(x, mask)
